@@ -1,0 +1,58 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "vhost-user-devices",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "VhostUserKit", targets: ["VhostUserKit"]),
+        .library(name: "VhostUserTesting", targets: ["VhostUserTesting"]),
+        .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
+        .executable(name: "vhost-user-bench", targets: ["vhost-user-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+    ],
+    targets: [
+        // C shim: what Swift cannot express (cmsg macros, memfd, packed epoll_event, atomics on shared memory).
+        .target(name: "CVhostUser"),
+
+        // The vhost-user protocol, guest memory, virtqueues and the daemon runtime.
+        .target(
+            name: "VhostUserKit",
+            dependencies: ["CVhostUser", .product(name: "Logging", package: "swift-log")]
+        ),
+        // Options and start-up shared by every daemon executable.
+        .target(
+            name: "VhostUserCLI",
+            dependencies: [
+                "VhostUserKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // A frontend that speaks the VMM side of the protocol: the per-device test harness.
+        .target(name: "VhostUserTesting", dependencies: ["VhostUserKit", "CVhostUser"]),
+
+        // Devices: logic in a library per device, a thin executable per daemon.
+        .target(name: "RNGDevice", dependencies: ["VhostUserKit", "CVhostUser"]),
+        .executableTarget(
+            name: "vhost-user-rng",
+            dependencies: ["RNGDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
+        // Benchmarks (not tests): throughput through the fake frontend.
+        .executableTarget(
+            name: "vhost-user-bench",
+            dependencies: ["VhostUserTesting", "VhostUserKit", "RNGDevice"],
+            path: "Benchmarks/vhost-user-bench"
+        ),
+
+        .testTarget(name: "VhostUserKitTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CVhostUser"]),
+        .testTarget(name: "RNGDeviceTests", dependencies: ["RNGDevice", "VhostUserKit", "VhostUserTesting"]),
+        // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
+        .testTarget(name: "GuestTests", dependencies: []),
+    ],
+    swiftLanguageModes: [.v6]
+)
