@@ -1,0 +1,62 @@
+// Checks the test bed itself against a known-good vhost-user backend: qemu-storage-daemon's
+// vhost-user-blk export, with data going both ways through /dev/vda.
+
+import Foundation
+import Testing
+
+@Suite(.enabled(if: GuestTestBed.enabled, "VHOST_USER_SKIP_GUEST_TESTS=1"))
+struct GuestTestBedSelfTests {
+    /// qemu-storage-daemon prints nothing when ready, but `--daemonize` returns only once its
+    /// exports exist; this wrapper then prints the readiness line and stops the daemon on SIGTERM.
+    static let qsdWrapper = """
+        set -e
+        qemu-storage-daemon --daemonize --pidfile "$1.pid" \
+            --blockdev driver=file,node-name=f,filename="$2" \
+            --export type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path="$1",writable=on
+        pid=$(cat "$1.pid")
+        sleep 100000 &
+        trap 'kill $pid $!; exit 0' TERM INT
+        echo "listening on $1" >&2
+        wait $!
+        """
+
+    @Test func guestReadsAndWritesADiskServedByQemuStorageDaemon() throws {
+        let image = FileManager.default.temporaryDirectory
+            .appendingPathComponent("guest-bed-\(UUID().uuidString.prefix(8)).img").path
+        defer { try? FileManager.default.removeItem(atPath: image) }
+        let hostPattern = "written-by-host-\(UUID().uuidString)"
+        var contents = Data(count: 8 << 20)
+        contents.replaceSubrange(1 << 20..<(1 << 20) + hostPattern.utf8.count, with: Data(hostPattern.utf8))
+        try contents.write(to: URL(fileURLWithPath: image))
+
+        let qsd = GuestDaemon(
+            command: ["/bin/sh", "-c", Self.qsdWrapper, "qsd", "{socket}", image],
+            readinessLine: "listening on {socket}",
+            qemuDevice: "vhost-user-blk-pci")
+        let result = try GuestTestBed.run(
+            daemons: [qsd], modules: ["virtio_blk"],
+            script: """
+                set -e
+                echo "size=$(cat /sys/block/vda/size)"
+                echo "host=$(dd if=/dev/vda bs=1M skip=1 count=1 2>/dev/null | head -c \(hostPattern.utf8.count))"
+                printf 'written-by-guest' | dd of=/dev/vda bs=1M seek=2 conv=notrunc,fsync 2>/dev/null
+                """,
+            timeout: .seconds(120))
+
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("size=16384"), "\(result.output)")
+        #expect(result.output.contains("host=\(hostPattern)"), "\(result.output)")
+        let after = try Data(contentsOf: URL(fileURLWithPath: image))
+        #expect(after[(2 << 20)..<(2 << 20) + 16] == Data("written-by-guest".utf8))
+    }
+
+    @Test func outputIsTakenBetweenTheMarkersWithTheStatus() {
+        let nonce = "n1"
+        let raw = "noise\n" + Initramfs.beginMarker(nonce) + "\nline 1\nno newline" + "\n"
+            + Initramfs.endMarker(nonce) + "3>>>\n"
+        let parsed = Initramfs.parseOutput(raw, nonce: nonce)
+        #expect(parsed?.output == "line 1\nno newline")
+        #expect(parsed?.status == 3)
+        #expect(Initramfs.parseOutput("noise\n" + Initramfs.beginMarker(nonce) + "\nline", nonce: nonce) == nil)
+    }
+}
