@@ -1,0 +1,64 @@
+// Small C helpers for what Swift cannot express directly: SCM_RIGHTS ancillary data (cmsg macros),
+// memfd_create, the packed epoll_event, eventfd, and atomic accesses to memory shared with a guest.
+#ifndef CVHOSTUSER_H
+#define CVHOSTUSER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/// Sends `len` bytes from `buf` with `nfds` file descriptors attached (SCM_RIGHTS). Returns bytes sent or -1.
+ssize_t vhu_sendmsg_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
+
+/// Receives up to `len` bytes into `buf` and up to `maxfds` descriptors into `fds` (*nfds set to the count,
+/// received with MSG_CMSG_CLOEXEC). `*truncated` is set when the kernel dropped descriptors or control data
+/// (MSG_CTRUNC); any descriptors that did arrive are still returned and must be closed by the caller.
+/// Returns bytes received, 0 on EOF, or -1.
+ssize_t vhu_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds, int *truncated);
+
+/// memfd_create(2) with MFD_CLOEXEC (and MFD_ALLOW_SEALING when `sealing` is non-zero).
+int vhu_memfd_create(const char *name, int sealing);
+
+/// eventfd(2), non-blocking and close-on-exec.
+int vhu_eventfd(unsigned int initval);
+
+/// getrandom(2) with no flags.
+ssize_t vhu_getrandom(void *buf, size_t len);
+
+/// accept4(SOCK_CLOEXEC) without the peer address.
+int vhu_accept(int sock);
+
+/// epoll_create1(EPOLL_CLOEXEC).
+int vhu_epoll_create(void);
+/// Adds `fd` to `epfd` for EPOLLIN, tagging events with `token`.
+int vhu_epoll_add(int epfd, int fd, uint64_t token);
+/// Waits for events; stores the tokens of ready descriptors in `tokens`. Returns the count or -1.
+int vhu_epoll_wait(int epfd, uint64_t *tokens, int maxevents, int timeout_ms);
+
+/// The pthread start routine type without Swift's nullability quirks across platforms.
+typedef void *(*vhu_thread_fn)(void *);
+/// Starts a joinable thread. Returns 0 or an errno value.
+int vhu_thread_start(uint64_t *thread, vhu_thread_fn fn, void *arg);
+/// Joins a thread started by vhu_thread_start.
+int vhu_thread_join(uint64_t thread);
+
+// Atomic accesses to ring indices in guest memory (virtio 1.2, 2.7.13 and 2.7.14: the driver publishes
+// avail->idx after the ring entries, the device publishes used->idx after the used elements).
+static inline uint16_t vhu_load_acquire_u16(const void *p) {
+    return __atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE);
+}
+static inline void vhu_store_release_u16(void *p, uint16_t v) {
+    __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELEASE);
+}
+static inline uint16_t vhu_load_relaxed_u16(const void *p) {
+    return __atomic_load_n((const uint16_t *)p, __ATOMIC_RELAXED);
+}
+static inline void vhu_store_relaxed_u16(void *p, uint16_t v) {
+    __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELAXED);
+}
+/// A full barrier: orders a store to shared memory before a later load (event-idx checks).
+static inline void vhu_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+/// Orders earlier loads before later loads and stores.
+static inline void vhu_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
+
+#endif

@@ -1,0 +1,53 @@
+import Logging
+
+/// Serves one device to one front-end at a time, for as long as the process lives: accept, run the
+/// session, clean up, accept the next front-end on the same socket.
+public final class Daemon: Sendable {
+    public struct Configuration: Sendable {
+        /// How long a queue worker keeps polling its ring after it runs dry before it sleeps
+        /// (0 = sleep at once).
+        public var pollMicroseconds: UInt64
+        public init(pollMicroseconds: UInt64 = 0) { self.pollMicroseconds = pollMicroseconds }
+    }
+
+    public let device: any VhostUserDevice
+    public let configuration: Configuration
+    private let logger: Logger
+    private let shutdownEvent: EventFD
+
+    public init(device: any VhostUserDevice, configuration: Configuration = .init(), logger: Logger) throws(VhostUserError) {
+        self.device = device
+        self.configuration = configuration
+        self.logger = logger
+        self.shutdownEvent = try EventFD()
+    }
+
+    /// Makes `serve` return after the current front-end's queues are stopped. Safe from any thread.
+    public func requestShutdown() { shutdownEvent.signal() }
+
+    /// Accepts front-ends on `listener` one after another until shutdown is requested.
+    public func serve(listener: UnixListener) throws(UnixSocketError) {
+        logger.info("listening on \(listener.path ?? "inherited socket fd \(listener.socket.rawValue)")")
+        while true {
+            let ready = try? waitReadable([listener.socket.rawValue, shutdownEvent.rawValue])
+            if ready == 1 { break }
+            let connection = try listener.accept()
+            serve(connection: connection)
+            if (try? waitReadable([shutdownEvent.rawValue], timeoutMilliseconds: 0)) == 0 { break }
+        }
+        logger.info("shutting down")
+    }
+
+    /// Serves one connected front-end until it disconnects, breaks the protocol, or shutdown is requested.
+    public func serve(connection: OwnedDescriptor) {
+        logger.info("front-end connected")
+        let session = Session(device: device, socket: connection, logger: logger,
+                              pollNanoseconds: configuration.pollMicroseconds * 1000)
+        do {
+            try session.run(shutdown: shutdownEvent)
+            logger.info("front-end disconnected")
+        } catch {
+            logger.error("dropping the front-end: \(error)")
+        }
+    }
+}

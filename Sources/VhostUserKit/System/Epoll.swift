@@ -1,0 +1,23 @@
+import CVhostUser
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An epoll set whose events are identified by caller-chosen tokens.
+final class Epoll {
+    private let descriptor: OwnedDescriptor
+
+    init() throws(VhostUserError) {
+        descriptor = OwnedDescriptor(try systemCall("epoll_create1") { vhu_epoll_create() })
+    }
+
+    func add(_ fd: Int32, token: UInt64) throws(VhostUserError) {
+        try systemCall("epoll_ctl") { vhu_epoll_add(descriptor.rawValue, fd, token) }
+    }
+
+    /// Waits for readiness (timeout -1 = forever) and returns the number of tokens written to `tokens`.
+    @inline(__always)
+    func wait(into tokens: UnsafeMutablePointer<UInt64>, capacity: Int32, timeoutMilliseconds: Int32) -> Int {
+        max(0, Int(vhu_epoll_wait(descriptor.rawValue, tokens, capacity, timeoutMilliseconds)))
+    }
+}

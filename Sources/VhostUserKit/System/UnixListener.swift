@@ -1,0 +1,91 @@
+import CVhostUser
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A listening unix stream socket: the daemon's end of the path a VMM connects to. It stays open for
+/// the daemon's whole life, so frontends can disconnect and reconnect to the same socket file.
+public final class UnixListener: Sendable {
+    /// The filesystem path, when the daemon created the socket itself.
+    public let path: String?
+    public let socket: OwnedDescriptor
+
+    /// The most bytes a socket path may have (sun_path holds 108 bytes including the terminating NUL).
+    public static let maxPathBytes = 107
+
+    /// Creates, binds and listens on `path`. A stale socket file left by a dead daemon is replaced;
+    /// a socket another process still listens on is not.
+    public init(path: String) throws(UnixSocketError) {
+        guard path.utf8.count <= Self.maxPathBytes else { throw .pathTooLong(path) }
+        if Self.isLiveSocket(path) { throw .inUse(path) }
+        unlink(path)
+        let fd = OwnedDescriptor(Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
+        guard fd.rawValue >= 0 else { throw .system("socket", errno) }
+        var address = Self.address(path)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0 else { throw .system("bind \(path)", errno) }
+        guard listen(fd.rawValue, 8) == 0 else { throw .system("listen \(path)", errno) }
+        self.path = path
+        self.socket = fd
+    }
+
+    /// Wraps a socket that is already listening (socket activation, `--fd`).
+    public init(listening descriptor: OwnedDescriptor) {
+        path = nil
+        socket = descriptor
+    }
+
+    /// Accepts the next connection (blocking).
+    public func accept() throws(UnixSocketError) -> OwnedDescriptor {
+        while true {
+            let fd = vhu_accept(socket.rawValue)
+            if fd >= 0 { return OwnedDescriptor(fd) }
+            if errno == EINTR || errno == ECONNABORTED { continue }
+            throw .system("accept", errno)
+        }
+    }
+
+    /// Connects to `path` (the front-end side, used by tests and benchmarks).
+    public static func connect(to path: String) throws(UnixSocketError) -> OwnedDescriptor {
+        guard path.utf8.count <= maxPathBytes else { throw .pathTooLong(path) }
+        let fd = OwnedDescriptor(Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
+        var address = Self.address(path)
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else { throw .system("connect \(path)", errno) }
+        return fd
+    }
+
+    private static func isLiveSocket(_ path: String) -> Bool {
+        var st = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { return false }
+        return (try? connect(to: path)) != nil
+    }
+
+    private static func address(_ path: String) -> sockaddr_un {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, byte) in path.utf8.enumerated() { raw[i] = byte }
+        }
+        return address
+    }
+}
+
+/// Why a socket could not be set up.
+public enum UnixSocketError: Error, Equatable, CustomStringConvertible {
+    case pathTooLong(String)
+    case inUse(String)
+    case system(String, Int32)
+
+    public var description: String {
+        switch self {
+        case let .pathTooLong(p): "socket path is \(p.utf8.count) bytes long; unix sockets allow at most \(UnixListener.maxPathBytes): \(p)"
+        case let .inUse(p): "another process is listening on \(p)"
+        case let .system(call, e): "\(call): \(String(cString: strerror(e)))"
+        }
+    }
+}

@@ -1,0 +1,265 @@
+import CVhostUser
+import Logging
+
+/// A running split virtqueue, owned by exactly one queue worker thread.
+///
+/// A device uses it like ACRN's vq_getchain / vq_relchain / vq_endchains: `nextChain()` hands out the
+/// next available request as host buffers, `complete(_:written:)` returns it to the used ring, and the
+/// worker publishes the used index and notifies the driver once per batch. Completions may come in any
+/// order; completions made on other threads go through `completionPort`.
+///
+/// The ring indices are the only memory shared with a driver that runs concurrently: the available
+/// index is read with acquire ordering (virtio 1.2, 2.7.13.3), the used index is written with release
+/// ordering after the used elements (2.7.14), and event-index checks use a full fence.
+public final class Virtqueue: @unchecked Sendable {
+    public let index: Int
+    public let size: Int
+    public let eventIdx: Bool
+    /// Completions from threads other than the worker's.
+    public let completionPort: CompletionPort
+
+    let memory: GuestMemory
+    private let layout: SplitRingLayout
+    private let mask: UInt16
+    private let descriptors: UnsafeMutableRawPointer
+    private let avail: UnsafeMutableRawPointer
+    private let used: UnsafeMutableRawPointer
+    private let indirectAllowed: Bool
+    private let call: EventFD?
+    private let err: EventFD?
+    private let logger: Logger
+    /// Host segments of the chain being handed out: reused for every chain, never reallocated.
+    private let scratch: UnsafeMutableBufferPointer<UnsafeMutableRawBufferPointer>
+
+    /// The next available-ring slot to read (the vring base).
+    public private(set) var nextAvail: UInt16
+    /// The next used-ring slot to fill.
+    public private(set) var nextUsed: UInt16
+    private var publishedUsed: UInt16
+    private var signalledUsed: UInt16 = 0
+    private var signalledUsedValid = false
+
+    /// Set when the ring itself cannot be trusted; the queue hands out no more chains.
+    public private(set) var brokenReason: VirtqueueError?
+    /// Chains returned to the driver unprocessed because they were malformed.
+    public private(set) var malformedChains = 0
+
+    /// Resolves the ring addresses (front-end virtual addresses) in `memory` and checks that all three
+    /// parts lie inside it, aligned as the spec requires.
+    public init(index: Int, size: Int, address: VringAddress, base: UInt16, memory: GuestMemory,
+                features: UInt64, call: EventFD?, err: EventFD?, completionPort: CompletionPort, logger: Logger) throws(VirtqueueError) {
+        precondition(SplitRingLayout.isValid(size: size))
+        let layout = SplitRingLayout(size: size)
+        guard address.descriptorTable % 16 == 0,
+              let d = memory.contiguous(user: address.descriptorTable, length: layout.descriptorTableBytes)
+        else { throw .ringOutsideMemory(part: "descriptor table") }
+        guard address.availableRing % 2 == 0,
+              let a = memory.contiguous(user: address.availableRing, length: layout.availableRingBytes)
+        else { throw .ringOutsideMemory(part: "available ring") }
+        guard address.usedRing % 4 == 0,
+              let u = memory.contiguous(user: address.usedRing, length: layout.usedRingBytes)
+        else { throw .ringOutsideMemory(part: "used ring") }
+        self.index = index
+        self.size = size
+        self.layout = layout
+        self.mask = UInt16(truncatingIfNeeded: size - 1)
+        self.memory = memory
+        self.descriptors = d
+        self.avail = a
+        self.used = u
+        self.eventIdx = features & VirtioFeature.ringEventIdx != 0
+        self.indirectAllowed = features & VirtioFeature.ringIndirectDesc != 0
+        self.call = call
+        self.err = err
+        self.completionPort = completionPort
+        self.logger = logger
+        self.nextAvail = base
+        let usedIndex = vhu_load_acquire_u16(u + SplitRingLayout.usedIndexOffset)
+        self.nextUsed = usedIndex
+        self.publishedUsed = usedIndex
+        // A chain maps to at most one segment per descriptor per region it crosses.
+        self.scratch = .allocate(capacity: 2 * size + 16)
+    }
+
+    deinit { scratch.deallocate() }
+
+    // MARK: Available ring
+
+    /// Whether the driver has made buffers available that have not been taken yet.
+    @inline(__always)
+    public var hasAvailable: Bool { vhu_load_acquire_u16(avail + SplitRingLayout.availIndexOffset) != nextAvail }
+
+    /// The next available chain, or nil when there is none (or the ring is broken).
+    /// A malformed chain is logged, returned to the driver with a length of 0, and skipped.
+    public func nextChain() -> DescriptorChain? {
+        while brokenReason == nil {
+            let availIndex = vhu_load_acquire_u16(avail + SplitRingLayout.availIndexOffset)
+            if availIndex == nextAvail { return nil }
+            if Int(availIndex &- nextAvail) > size {
+                markBroken(.availIndexJump(from: nextAvail, to: availIndex))
+                return nil
+            }
+            let head = UInt16(littleEndian: avail.load(fromByteOffset: layout.availEntryOffset(Int(nextAvail & mask)), as: UInt16.self))
+            nextAvail &+= 1
+            guard Int(head) < size else {
+                markBroken(.headOutOfRange(head: head))
+                return nil
+            }
+            do {
+                return try walk(head: head)
+            } catch {
+                malformedChains += 1
+                logger.error("queue \(index): dropping chain \(head): \(error)")
+                complete(head: head, written: 0)
+            }
+        }
+        return nil
+    }
+
+    /// Follows a chain from `head`, translating every buffer and enforcing the spec's rules:
+    /// indices inside their table, at most `size` descriptors (which also catches loops), readable
+    /// before writable, indirect tables only when negotiated, never nested, never with NEXT.
+    private func walk(head: UInt16) throws(VirtqueueError) -> DescriptorChain {
+        var table = UnsafeRawPointer(descriptors)
+        var tableSize = size
+        var index = head
+        var visited = 0
+        var inIndirect = false
+        var segments = 0
+        var readableSegments = 0
+        var readableLength = 0
+        var writableLength = 0
+        var sawWritable = false
+        let scratch = self.scratch
+        while true {
+            guard Int(index) < tableSize else { throw .descriptorOutOfRange(index: index) }
+            visited += 1
+            guard visited <= size else { throw .chainTooLong }
+            let d = table + Int(index) * SplitRingLayout.descriptorSize
+            let address = UInt64(littleEndian: d.loadUnaligned(as: UInt64.self))
+            let length = UInt32(littleEndian: d.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+            let flags = UInt16(littleEndian: d.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+            let next = UInt16(littleEndian: d.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
+
+            if flags & SplitRingLayout.flagIndirect != 0 {
+                guard indirectAllowed else { throw .indirectNotNegotiated }
+                guard !inIndirect else { throw .nestedIndirect }
+                guard flags & SplitRingLayout.flagNext == 0 else { throw .indirectWithNext }
+                guard length > 0, length % UInt32(SplitRingLayout.descriptorSize) == 0 else { throw .badIndirectTable(length: length) }
+                guard let t = memory.contiguous(guest: address, length: Int(length)) else {
+                    throw .bufferOutsideMemory(address: address, length: length)
+                }
+                table = UnsafeRawPointer(t)
+                tableSize = Int(length) / SplitRingLayout.descriptorSize
+                index = 0
+                inIndirect = true
+                continue
+            }
+
+            let writable = flags & SplitRingLayout.flagWrite != 0
+            if writable { sawWritable = true } else if sawWritable { throw .readableAfterWritable }
+            if length > 0 {
+                var overflow = false
+                let inside = memory.forEachSegment(guest: address, length: length) { host, count in
+                    guard segments < scratch.count else { overflow = true; return false }
+                    scratch[segments] = UnsafeMutableRawBufferPointer(start: host, count: count)
+                    segments += 1
+                    return true
+                }
+                if overflow { throw .tooManySegments }
+                guard inside else { throw .bufferOutsideMemory(address: address, length: length) }
+            }
+            if writable {
+                writableLength += Int(length)
+            } else {
+                readableLength += Int(length)
+                readableSegments = segments
+            }
+            guard flags & SplitRingLayout.flagNext != 0 else { break }
+            index = next
+        }
+        let base = UnsafeBufferPointer(scratch)
+        return DescriptorChain(
+            head: head,
+            readable: UnsafeBufferPointer(rebasing: base[0..<readableSegments]),
+            writable: UnsafeBufferPointer(rebasing: base[readableSegments..<segments]),
+            readableLength: readableLength,
+            writableLength: writableLength)
+    }
+
+    // MARK: Used ring
+
+    /// Returns `chain` to the driver, reporting `written` bytes (clamped to what the chain can hold).
+    /// Every byte a device writes into guest memory becomes visible to the driver through this call
+    /// (or `complete(head:written:)`): this is where dirty-page logging for live migration belongs.
+    @inline(__always)
+    public func complete(_ chain: DescriptorChain, written: Int) {
+        complete(head: chain.head, written: UInt32(clamping: min(max(0, written), chain.writableLength)))
+    }
+
+    /// Fills the next used-ring element; not visible to the driver until `publish()`.
+    @inline(__always)
+    public func complete(head: UInt16, written: UInt32) {
+        let element = used + layout.usedElementOffset(Int(nextUsed & mask))
+        element.storeBytes(of: UInt32(head).littleEndian, as: UInt32.self)
+        element.storeBytes(of: written.littleEndian, toByteOffset: 4, as: UInt32.self)
+        nextUsed &+= 1
+    }
+
+    /// Publishes the used elements filled since the last call and interrupts the driver if it asked
+    /// for it (EVENT_IDX: when used_event was crossed; otherwise unless NO_INTERRUPT is set).
+    /// Returns whether the call eventfd was signalled.
+    @discardableResult
+    public func publish() -> Bool {
+        guard nextUsed != publishedUsed else { return false }
+        vhu_store_release_u16(used + SplitRingLayout.usedIndexOffset, nextUsed)
+        publishedUsed = nextUsed
+        guard needsInterrupt() else { return false }
+        call?.signal()
+        return call != nil
+    }
+
+    private func needsInterrupt() -> Bool {
+        vhu_fence_seq_cst()
+        if eventIdx {
+            let old = signalledUsed
+            let wasValid = signalledUsedValid
+            signalledUsed = nextUsed
+            signalledUsedValid = true
+            guard wasValid else { return true }
+            let usedEvent = vhu_load_relaxed_u16(avail + layout.usedEventOffset)
+            return (nextUsed &- usedEvent &- 1) < (nextUsed &- old)
+        }
+        return vhu_load_relaxed_u16(avail) & SplitRingLayout.availNoInterrupt == 0
+    }
+
+    // MARK: Notification suppression
+
+    /// Asks the driver not to kick while the worker is busy with the ring (without EVENT_IDX; with it,
+    /// the stale avail_event already suppresses kicks).
+    @inline(__always)
+    public func disableNotifications() {
+        if !eventIdx { vhu_store_relaxed_u16(used, SplitRingLayout.usedNoNotify) }
+    }
+
+    /// Asks the driver to kick for the next buffer, then checks once more for buffers that raced with
+    /// the request. Returns true when there is more work (the caller must not sleep).
+    @inline(__always)
+    public func enableNotifications() -> Bool {
+        if eventIdx {
+            vhu_store_relaxed_u16(used + layout.availEventOffset, nextAvail)
+        } else {
+            vhu_store_relaxed_u16(used, 0)
+        }
+        vhu_fence_seq_cst()
+        return hasAvailable
+    }
+
+    // MARK: Errors
+
+    private func markBroken(_ reason: VirtqueueError) {
+        brokenReason = reason
+        logger.error("queue \(index) stopped: \(reason)")
+        err?.signal()
+    }
+}

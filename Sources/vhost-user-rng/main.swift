@@ -1,0 +1,42 @@
+import ArgumentParser
+import RNGDevice
+import VhostUserCLI
+
+/// vhost-user-rng: a virtio entropy device for any vhost-user VMM.
+struct RNGCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vhost-user-rng",
+        abstract: "vhost-user backend for virtio-rng: feeds guest entropy from a host source.")
+
+    @OptionGroup var daemon: DaemonOptions
+
+    @Option(name: .long, help: "Entropy source file or device.")
+    var source: String = "/dev/urandom"
+
+    @Flag(name: .long, help: "Use getrandom(2) instead of a source file.")
+    var getrandom = false
+
+    @Option(name: .long, help: "Rate limit: at most this many bytes per period (0 = unlimited).")
+    var maxBytes: Int = 0
+
+    @Option(name: .customLong("period-ms"), help: "Rate-limit period in milliseconds.")
+    var periodMilliseconds: Int = 1000
+
+    func validate() throws {
+        guard maxBytes >= 0 else { throw ValidationError("--max-bytes must not be negative") }
+        guard periodMilliseconds > 0 else { throw ValidationError("--period-ms must be positive") }
+    }
+
+    func run() throws {
+        let limit = maxBytes > 0 ? RateLimit(maxBytes: maxBytes, periodMilliseconds: periodMilliseconds) : nil
+        let device: RNGDevice
+        do {
+            device = try RNGDevice(source: getrandom ? .getrandom : .file(source), rateLimit: limit)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        try runDaemon("vhost-user-rng", device: device, options: daemon)
+    }
+}
+
+RNGCommand.main()
