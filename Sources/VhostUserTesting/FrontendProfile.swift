@@ -1,0 +1,126 @@
+import VhostUserKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The message orders real front-ends use to bring a device up; each is a path a daemon must accept.
+public enum FrontendProfile: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// QEMU: negotiation, GET_QUEUE_NUM, GET_MAX_MEM_SLOTS and SET_BACKEND_REQ_FD before SET_OWNER;
+    /// memory by ADD_MEM_REG; per ring NUM, BASE, ADDR, KICK, CALL; then every ring enabled.
+    case qemu
+    /// cloud-hypervisor: SET_OWNER first, NEED_REPLY on every message, SET_VRING_NUM for all queues
+    /// first, SET_BACKEND_REQ_FD last, after the rings run.
+    case cloudHypervisor
+    /// crosvm: protocol features before SET_FEATURES, SET_MEM_TABLE, never NEED_REPLY.
+    case crosvm
+    /// libblkio: SET_FEATURES before the protocol-feature exchange, NEED_REPLY on everything including
+    /// GETs, memory only by ADD_MEM_REG, data regions added after the rings are enabled.
+    case libblkio
+
+    public var description: String { rawValue }
+}
+
+/// What a profile brought up.
+public struct FrontendSetup {
+    public let features: UInt64
+    public let protocolFeatures: ProtocolFeatures
+    public let queues: [FakeQueue]
+    /// The back-end channel's front-end end, when one was set up.
+    public let backendSocket: OwnedDescriptor?
+}
+
+extension FakeFrontend {
+    /// Brings a device up the way `profile` does: negotiates (accepting every feature offered, except
+    /// those in `maskFeatures`), shares `memory`, and starts `queueSizes.count` rings laid out in it.
+    public func setUp(_ profile: FrontendProfile, memory: FakeGuestMemory, queueSizes: [Int],
+                      maskFeatures: UInt64 = 0, withBackendChannel: Bool = true) throws -> FrontendSetup {
+        let queues = try queueSizes.enumerated().map { try FakeQueue(index: $0.offset, size: $0.element, memory: memory) }
+        var backend: (ours: OwnedDescriptor, theirs: OwnedDescriptor)?
+        if withBackendChannel { backend = try socketPair() }
+
+        func negotiateProtocol() throws {
+            let offered = try getProtocolFeatures()
+            let wanted: ProtocolFeatures = [.mq, .replyAck, .backendReq, .config, .configureMemSlots, .status, .resetDevice, .inflightShmfd]
+            try setProtocolFeatures(offered.intersection(wanted))
+        }
+        func negotiateFeatures() throws {
+            let offered = try getFeatures()
+            try setFeatures(offered & ~maskFeatures)
+        }
+        func addAllRegions() throws {
+            for r in memory.regions { try addMemReg(r, file: memory.file.rawValue) }
+        }
+        func configure(_ q: FakeQueue, order: [FrontendRequest]) throws {
+            q.eventIdx = features & VirtioFeature.ringEventIdx != 0
+            for request in order {
+                switch request {
+                case .setVringNum: try setVringNum(q.index, q.size)
+                case .setVringBase: try setVringBase(q.index, 0)
+                case .setVringAddr: try setVringAddr(q.address)
+                case .setVringKick: try setVringKick(q.index, q.kick)
+                case .setVringCall: try setVringCall(q.index, q.call)
+                case .setVringEnable: try setVringEnable(q.index, true)
+                default: preconditionFailure("not a ring request: \(request)")
+                }
+            }
+        }
+
+        switch profile {
+        case .qemu:
+            let offered = try getFeatures()
+            try negotiateProtocol()
+            _ = try getQueueNum()
+            _ = try getMaxMemSlots()
+            if let backend { try setBackendReqFd(backend.theirs.rawValue) }
+            try setOwner()
+            try setFeatures(offered & ~maskFeatures)
+            try addAllRegions()
+            for q in queues { try configure(q, order: [.setVringNum, .setVringBase, .setVringAddr, .setVringKick, .setVringCall]) }
+            for q in queues { try setVringEnable(q.index, true) }
+            try setStatus(0x0f)
+
+        case .cloudHypervisor:
+            try setOwner()
+            let offered = try getFeatures()
+            try negotiateProtocol()
+            needReplyOnEverything = true
+            try setFeatures(offered & ~maskFeatures)
+            _ = try getQueueNum()
+            try setMemTable(memory)
+            for q in queues { try setVringNum(q.index, q.size) }
+            for q in queues { try configure(q, order: [.setVringAddr, .setVringBase, .setVringCall, .setVringKick, .setVringEnable]) }
+            if let backend { try setBackendReqFd(backend.theirs.rawValue) }
+
+        case .crosvm:
+            let offered = try getFeatures()
+            try negotiateProtocol()
+            try setOwner()
+            try setFeatures(offered & ~maskFeatures)
+            _ = try getQueueNum()
+            if let backend { try setBackendReqFd(backend.theirs.rawValue) }
+            try setMemTable(memory)
+            for q in queues { try configure(q, order: [.setVringNum, .setVringAddr, .setVringBase, .setVringCall, .setVringKick, .setVringEnable]) }
+
+        case .libblkio:
+            try setOwner()
+            try negotiateFeatures()
+            try negotiateProtocol()
+            needReplyOnEverything = true
+            _ = try getQueueNum()
+            // Rings first: region 0 holds them; data regions follow once the rings are enabled.
+            try addMemReg(memory.regions[0], file: memory.file.rawValue)
+            for q in queues { try configure(q, order: [.setVringNum, .setVringBase, .setVringAddr, .setVringKick, .setVringCall, .setVringEnable]) }
+            for r in memory.regions.dropFirst() { try addMemReg(r, file: memory.file.rawValue) }
+        }
+        return FrontendSetup(features: features, protocolFeatures: protocolFeatures, queues: queues, backendSocket: backend?.ours)
+    }
+}
+
+/// A connected pair of unix stream sockets.
+public func socketPair() throws -> (OwnedDescriptor, OwnedDescriptor) {
+    var fds: [Int32] = [-1, -1]
+    guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
+        throw FakeFrontendError.system("socketpair", errno)
+    }
+    return (OwnedDescriptor(fds[0]), OwnedDescriptor(fds[1]))
+}

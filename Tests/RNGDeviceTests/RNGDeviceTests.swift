@@ -1,0 +1,62 @@
+import Testing
+import VhostUserKit
+import VhostUserTesting
+@testable import RNGDevice
+
+@Suite("vhost-user-rng through the fake frontend")
+struct RNGDeviceTests {
+    @Test("every front-end ordering gets entropy in its buffers", arguments: FrontendProfile.allCases)
+    func entropyReachesTheGuest(profile: FrontendProfile) throws {
+        let daemon = try InProcessDaemon(device: try RNGDevice())
+        defer { daemon.stop() }
+        let frontend = try daemon.connect()
+        let memory = try FakeGuestMemory(regionCount: 2)
+        let setup = try frontend.setUp(profile, memory: memory, queueSizes: [64])
+        let q = setup.queues[0]
+        let a = memory.allocate(4096), b = memory.allocate(512)
+        q.submit([.writable(a, 4096)])
+        q.submit([.writable(b, 512)], indirect: true)
+        q.notifyDevice()
+        let used = try q.waitForUsed(2)
+        #expect(used.map(\.length).sorted() == [512, 4096])
+        // Entropy is not all zeroes; the chance of 4 KiB of zeroes from /dev/urandom is nil.
+        #expect(memory.read(a, count: 4096).contains { $0 != 0 })
+        #expect(memory.read(b, count: 512).contains { $0 != 0 })
+        #expect(Set(memory.read(a, count: 4096)).count > 200)
+    }
+
+    @Test("a rate limit caps the bytes served in one period")
+    func rateLimitCapsBytes() throws {
+        let daemon = try InProcessDaemon(device: try RNGDevice(rateLimit: RateLimit(maxBytes: 1000, periodMilliseconds: 60_000)))
+        defer { daemon.stop() }
+        let frontend = try daemon.connect()
+        let memory = try FakeGuestMemory()
+        let q = try frontend.setUp(.qemu, memory: memory, queueSizes: [16]).queues[0]
+        let a = memory.allocate(800), b = memory.allocate(800)
+        q.submit([.writable(a, 800)])
+        q.submit([.writable(b, 800)])
+        q.notifyDevice()
+        let used = try q.waitForUsed(2)
+        #expect(used.map(\.length) == [800, 200])
+        // The budget is spent: a third request is not served in this period.
+        let c = memory.allocate(100)
+        q.submit([.writable(c, 100)])
+        q.notifyDevice()
+        #expect(throws: FakeFrontendError.self) { try q.waitForUsed(1, timeoutMilliseconds: 300) }
+    }
+
+    @Test("a throttled request is served when the next period starts, without another kick")
+    func rateLimitRefills() throws {
+        let daemon = try InProcessDaemon(device: try RNGDevice(rateLimit: RateLimit(maxBytes: 64, periodMilliseconds: 100)))
+        defer { daemon.stop() }
+        let frontend = try daemon.connect()
+        let memory = try FakeGuestMemory()
+        let q = try frontend.setUp(.crosvm, memory: memory, queueSizes: [16]).queues[0]
+        let a = memory.allocate(64), b = memory.allocate(64)
+        q.submit([.writable(a, 64)])
+        q.submit([.writable(b, 64)])
+        q.notifyDevice()
+        let used = try q.waitForUsed(2, timeoutMilliseconds: 5000)
+        #expect(used.map(\.length) == [64, 64])
+    }
+}
