@@ -6,6 +6,7 @@
 // The kernel and modules come from scripts/prepare-guest (see GuestCache).
 
 import Foundation
+import Glibc
 import Testing
 
 /// A vhost-user backend that one QEMU device is attached to.
@@ -154,7 +155,8 @@ enum GuestTestBed {
         }
         switch exit {
         case .timedOut:
-            throw failure("QEMU did not finish within \(timeout); killed")
+            let hint = console.isEmpty ? " (the guest never started: QEMU may be waiting for a daemon's reply)" : ""
+            throw failure("QEMU did not finish within \(timeout); killed\(hint)")
         case .exited(let code) where code != 0:
             throw failure("QEMU exited with status \(code)")
         case .exited:
@@ -171,24 +173,16 @@ enum GuestTestBed {
     private enum QEMUExit { case exited(Int32), timedOut }
 
     private static func runQEMU(arguments: [String], logPath: String, timeout: Duration) throws -> QEMUExit {
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        defer { try? log.close() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try findInPath(qemu))
-        process.arguments = arguments
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = log
-        process.standardError = log
-        let done = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in done.signal() }
-        try process.run()
-        if done.wait(timeout: .now() + timeout.timeInterval) == .timedOut {
-            kill(process.processIdentifier, SIGKILL)
-            done.wait()
+        let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard log >= 0 else { throw GuestTestBedError("cannot create \(logPath): errno \(errno)") }
+        defer { close(log) }
+        let process = try ChildProcess(command: [try findInPath(qemu)] + arguments, output: log)
+        guard let status = process.wait(timeout: timeout) else {
+            process.kill(SIGKILL)
+            _ = process.wait(timeout: nil)
             return .timedOut
         }
-        return .exited(process.terminationStatus)
+        return .exited(status)
     }
 
     static func findInPath(_ name: String) throws -> String {
@@ -274,12 +268,12 @@ struct GuestCache {
 /// A daemon process whose output is drained into a log by a reader thread.
 final class RunningDaemon: @unchecked Sendable {
     let commandLine: String
-    private let process: Process
+    private let process: ChildProcess
     private let condition = NSCondition()
     private var buffer = Data()
     private var ended = false
 
-    private init(process: Process, commandLine: String) {
+    private init(process: ChildProcess, commandLine: String) {
         self.process = process
         self.commandLine = commandLine
     }
@@ -305,28 +299,33 @@ final class RunningDaemon: @unchecked Sendable {
         }
         if !command[0].contains("/") { command[0] = try GuestTestBed.findInPath(command[0]) }
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
-        let pipe = Pipe()
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = pipe
-        process.standardError = pipe
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw GuestTestBedError("pipe: errno \(errno)") }
+        let (reader, writer) = (fds[0], fds[1])
+        _ = fcntl(reader, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(writer, F_SETFD, FD_CLOEXEC)
+        let process: ChildProcess
+        do {
+            process = try ChildProcess(command: command, output: writer)
+        } catch {
+            close(reader)
+            close(writer)
+            throw error
+        }
+        close(writer)
         let running = RunningDaemon(process: process, commandLine: command.joined(separator: " "))
-        try process.run()
-        try? pipe.fileHandleForWriting.close()
-
-        let reader = pipe.fileHandleForReading
         Thread.detachNewThread {
+            var chunk = [UInt8](repeating: 0, count: 4096)
             while true {
-                let chunk = reader.availableData
+                let count = read(reader, &chunk, chunk.count)
+                if count < 0 && errno == EINTR { continue }
                 running.condition.lock()
-                if chunk.isEmpty { running.ended = true } else { running.buffer.append(chunk) }
+                if count > 0 { running.buffer.append(contentsOf: chunk[..<count]) } else { running.ended = true }
                 running.condition.broadcast()
                 running.condition.unlock()
-                if chunk.isEmpty { break }
+                if count <= 0 { break }
             }
-            try? reader.close()
+            close(reader)
         }
         return running
     }
@@ -350,16 +349,89 @@ final class RunningDaemon: @unchecked Sendable {
         }
     }
 
-    /// SIGTERM, then SIGKILL if it has not exited within 5 s.
+    /// SIGTERM to the daemon's process group, then SIGKILL if it has not exited within 5 s.
     func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        let deadline = Date(timeIntervalSinceNow: 5)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+        process.kill(SIGTERM)
+        if process.wait(timeout: .seconds(5)) == nil {
+            process.kill(SIGKILL)
+            _ = process.wait(timeout: nil)
         }
+    }
+}
+
+/// A child process in a process group of its own, with stdin from /dev/null and stdout and stderr
+/// to `output`. (Foundation's `Process` on Linux reports an exit only once every descendant has
+/// closed an inherited descriptor, and cannot signal a process group.)
+final class ChildProcess: @unchecked Sendable {
+    let pid: pid_t
+    private let exited = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var exitStatus: Int32?
+
+    init(command: [String], output: Int32) throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, output, 1)
+        posix_spawn_file_actions_adddup2(&actions, output, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaultSignals = sigset_t()
+        sigemptyset(&defaultSignals)
+        for signal in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaultSignals, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
+        posix_spawnattr_setflags(
+            &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let argv = command.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, command[0], &actions, &attributes, argv, environ)
+        guard result == 0 else {
+            throw GuestTestBedError("cannot start \(command[0]): \(String(cString: strerror(result)))")
+        }
+        self.pid = pid
+        Thread.detachNewThread { [self] in
+            var status: Int32 = 0
+            while waitpid(self.pid, &status, 0) < 0 && errno == EINTR {}
+            lock.lock()
+            // Exit code, or 128 + the signal that ended it.
+            exitStatus = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            lock.unlock()
+            exited.signal()
+        }
+    }
+
+    /// The exit status, or nil when the process is still running after `timeout` (nil: forever).
+    func wait(timeout: Duration?) -> Int32? {
+        lock.lock()
+        if let status = exitStatus {
+            lock.unlock()
+            return status
+        }
+        lock.unlock()
+        if let timeout {
+            guard exited.wait(timeout: .now() + timeout.timeInterval) == .success else { return nil }
+        } else {
+            exited.wait()
+        }
+        exited.signal()  // for later callers
+        lock.lock()
+        defer { lock.unlock() }
+        return exitStatus
+    }
+
+    /// Sends `signal` to the whole process group, unless the process has been reaped.
+    func kill(_ signal: Int32) {
+        lock.lock()
+        defer { lock.unlock() }
+        if exitStatus == nil { _ = Glibc.kill(-pid, signal) }
     }
 }
 
