@@ -17,6 +17,8 @@ let package = Package(
     targets: [
         // C shim: what Swift cannot express (cmsg macros, memfd, packed epoll_event, atomics on shared memory).
         .target(name: "CVhostUser"),
+        // libsystemd (sd_listen_fds, sd_notify) through pkg-config.
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
 
         // The vhost-user protocol, guest memory, virtqueues and the daemon runtime.
         .target(
@@ -28,6 +30,7 @@ let package = Package(
             name: "VhostUserCLI",
             dependencies: [
                 "VhostUserKit",
+                "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

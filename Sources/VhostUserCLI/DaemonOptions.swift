@@ -1,39 +1,30 @@
 import ArgumentParser
 import Logging
-import VhostUserKit
-#if canImport(Glibc)
-import Glibc
-#endif
 
-/// Options every vhost-user daemon has (QEMU's "backend program conventions").
+/// Options every vhost-user daemon has, following QEMU's "backend program conventions"
+/// (docs/interop/vhost-user.rst).
 public struct DaemonOptions: ParsableArguments, Sendable {
-    @Option(name: .long, help: "The unix socket to create and listen on; it is kept across front-end reconnects.")
-    public var socketPath: String
+    @Option(name: .long, help: ArgumentHelp("Create this unix socket and listen on it; the same socket serves every front-end reconnect.", valueName: "path"))
+    public var socketPath: String?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error or critical.")
+    @Option(name: .long, help: ArgumentHelp("Use this inherited socket: a listening one is accepted on, a connected one is served once.", valueName: "fd"))
+    public var fd: Int32?
+
+    @Flag(name: .long, help: "Print the backend type and capabilities as JSON and exit.")
+    public var printCapabilities = false
+
+    @Option(name: .long, help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     public var logLevel: Logger.Level = .info
 
-    @Option(name: .customLong("poll-us"), help: "Microseconds a queue worker keeps polling its ring before it sleeps.")
+    @Option(name: .customLong("poll-us"), help: ArgumentHelp("Microseconds a queue worker keeps polling its ring before it sleeps.", valueName: "us"))
     public var pollMicroseconds: UInt64 = 0
 
     public init() {}
+
+    public func validate() throws {
+        if socketPath != nil && fd != nil { throw ValidationError("--socket-path and --fd cannot be used together") }
+        if let fd, fd < 0 { throw ValidationError("--fd must not be negative") }
+    }
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
-
-/// Runs `device` on the socket the options name until SIGTERM/SIGINT; exits non-zero with one clear
-/// stderr line when it cannot start.
-public func runDaemon(_ name: String, device: any VhostUserDevice, options: DaemonOptions) throws -> Never {
-    LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: options.logLevel) }
-    let logger = Logger(label: name)
-    do {
-        let daemon = try Daemon(device: device, configuration: .init(pollMicroseconds: options.pollMicroseconds), logger: logger)
-        let listener = try UnixListener(path: options.socketPath)
-        ShutdownSignals.install { daemon.requestShutdown() }
-        try daemon.serve(listener: listener)
-        exit(0)
-    } catch {
-        logger.critical("\(error)")
-        exit(1)
-    }
-}

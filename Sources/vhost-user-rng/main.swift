@@ -27,15 +27,13 @@ struct RNGCommand: ParsableCommand {
         guard periodMilliseconds > 0 else { throw ValidationError("--period-ms must be positive") }
     }
 
+    static let identity = DaemonIdentity(name: "vhost-user-rng", type: "rng", summary: "virtio-rng entropy device (vhost-user-devices)")
+
     func run() throws {
         let limit = maxBytes > 0 ? RateLimit(maxBytes: maxBytes, periodMilliseconds: periodMilliseconds) : nil
-        let device: RNGDevice
-        do {
-            device = try RNGDevice(source: getrandom ? .getrandom : .file(source), rateLimit: limit)
-        } catch {
-            throw ValidationError("\(error)")
+        runDaemon(Self.identity, options: daemon) {
+            try RNGDevice(source: getrandom ? .getrandom : .file(source), rateLimit: limit)
         }
-        try runDaemon("vhost-user-rng", device: device, options: daemon)
     }
 }
 

@@ -10,16 +10,29 @@ public final class Daemon: Sendable {
         public init(pollMicroseconds: UInt64 = 0) { self.pollMicroseconds = pollMicroseconds }
     }
 
+    /// What the daemon is doing, for a service manager's status line.
+    public enum Event: Sendable, Equatable {
+        case listening(String)
+        case frontendConnected
+        /// The number of queues running changed.
+        case queuesRunning(Int)
+        case frontendDisconnected
+        case stopping
+    }
+
     public let device: any VhostUserDevice
     public let configuration: Configuration
     private let logger: Logger
     private let shutdownEvent: EventFD
+    private let onEvent: @Sendable (Event) -> Void
 
-    public init(device: any VhostUserDevice, configuration: Configuration = .init(), logger: Logger) throws(VhostUserError) {
+    public init(device: any VhostUserDevice, configuration: Configuration = .init(), logger: Logger,
+                onEvent: @escaping @Sendable (Event) -> Void = { _ in }) throws(VhostUserError) {
         self.device = device
         self.configuration = configuration
         self.logger = logger
         self.shutdownEvent = try EventFD()
+        self.onEvent = onEvent
     }
 
     /// Makes `serve` return after the current front-end's queues are stopped. Safe from any thread.
@@ -27,7 +40,9 @@ public final class Daemon: Sendable {
 
     /// Accepts front-ends on `listener` one after another until shutdown is requested.
     public func serve(listener: UnixListener) throws(UnixSocketError) {
-        logger.info("listening on \(listener.path ?? "inherited socket fd \(listener.socket.rawValue)")")
+        let name = listener.path ?? "inherited socket fd \(listener.socket.rawValue)"
+        logger.info("listening on \(name)")
+        onEvent(.listening(name))
         while true {
             let ready = try? waitReadable([listener.socket.rawValue, shutdownEvent.rawValue])
             if ready == 1 { break }
@@ -36,13 +51,18 @@ public final class Daemon: Sendable {
             if (try? waitReadable([shutdownEvent.rawValue], timeoutMilliseconds: 0)) == 0 { break }
         }
         logger.info("shutting down")
+        onEvent(.stopping)
     }
 
     /// Serves one connected front-end until it disconnects, breaks the protocol, or shutdown is requested.
     public func serve(connection: OwnedDescriptor) {
         logger.info("front-end connected")
+        onEvent(.frontendConnected)
+        let onEvent = self.onEvent
         let session = Session(device: device, socket: connection, logger: logger,
-                              pollNanoseconds: configuration.pollMicroseconds * 1000)
+                              pollNanoseconds: configuration.pollMicroseconds * 1000,
+                              onQueuesRunning: { onEvent(.queuesRunning($0)) })
+        defer { onEvent(.frontendDisconnected) }
         do {
             try session.run(shutdown: shutdownEvent)
             logger.info("front-end disconnected")

@@ -8,6 +8,8 @@ public final class Session {
     let channel: MessageChannel
     let logger: Logger
     let pollNanoseconds: UInt64
+    private let onQueuesRunning: (Int) -> Void
+    private var runningQueues = 0
 
     var features: UInt64 = 0
     var protocolFeatures: ProtocolFeatures = []
@@ -17,7 +19,9 @@ public final class Session {
     var status: UInt64 = 0
     var inflight: InflightRegion?
 
-    public init(device: any VhostUserDevice, socket: OwnedDescriptor, logger: Logger, pollNanoseconds: UInt64 = 0) {
+    public init(device: any VhostUserDevice, socket: OwnedDescriptor, logger: Logger, pollNanoseconds: UInt64 = 0,
+                onQueuesRunning: @escaping (Int) -> Void = { _ in }) {
+        self.onQueuesRunning = onQueuesRunning
         self.device = device
         self.channel = MessageChannel(socket: socket)
         self.logger = logger
@@ -105,6 +109,11 @@ public final class Session {
             let run = shouldRun(slot)
             if run && slot.worker == nil { start(slot) }
             if !run && slot.worker != nil { stop(slot) }
+        }
+        let running = slots.count { $0.worker != nil }
+        if running != runningQueues {
+            runningQueues = running
+            onQueuesRunning(running)
         }
     }
 

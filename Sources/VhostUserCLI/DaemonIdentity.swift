@@ -1,0 +1,45 @@
+/// What a daemon executable is, for `--print-capabilities`, logs and the QEMU discovery file.
+public struct DaemonIdentity: Sendable {
+    /// The executable's name, e.g. `vhost-user-rng`.
+    public let name: String
+    /// The backend type in QEMU's vhost-user.json (`rng`, `block`, `input`, ...).
+    public let type: String
+    /// The optional capabilities the daemon supports, in QEMU's vhost-user.json names.
+    public let features: [String]
+    /// One line for the discovery file's `description`.
+    public let summary: String
+
+    public init(name: String, type: String, features: [String] = [], summary: String) {
+        self.name = name
+        self.type = type
+        self.features = features
+        self.summary = summary
+    }
+
+    /// `{"type": ..., "features": [...]}`, as QEMU's backend program conventions define it.
+    public var capabilitiesJSON: String {
+        let list = features.map { "    \(jsonString($0))" }.joined(separator: ",\n")
+        return "{\n  \"type\": \(jsonString(type)),\n  \"features\": [\(list.isEmpty ? "" : "\n\(list)\n  ")]\n}"
+    }
+}
+
+/// A JSON string literal.
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for scalar in s.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\t": out += "\\t"
+        default:
+            if scalar.value < 0x20 {
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+    }
+    return out + "\""
+}
