@@ -6,7 +6,15 @@ import VhostUserCLI
 struct RNGCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vhost-user-rng",
-        abstract: "vhost-user backend for virtio-rng: feeds guest entropy from a host source.")
+        abstract: "vhost-user backend for virtio-rng: feeds guest entropy from a host source.",
+        discussion: """
+            Serves one virtio-rng device to a VMM (QEMU's vhost-user-rng-pci, cloud-hypervisor, crosvm) over \
+            a unix socket. Each request buffer the guest driver offers is filled straight from the source: \
+            /dev/urandom by default, any readable file or device with --source, or getrandom(2). With \
+            --max-bytes, at most that many bytes are served per --period-ms; requests beyond the budget \
+            wait for the next period. The daemon keeps its socket across VMM reconnects and exits on \
+            SIGTERM or SIGINT. See vhost-user-devices(7) for the options every daemon shares.
+            """)
 
     @OptionGroup var daemon: DaemonOptions
 

@@ -1,0 +1,52 @@
+# Build and install the daemons, their systemd units, QEMU discovery files and man pages.
+#   make                      release build of every daemon
+#   make install PREFIX=/usr DESTDIR=/tmp/pkg
+#   make check-units          systemd-analyze verify + security (exposure <= 2.0 for every service)
+PREFIX ?= /usr/local
+DESTDIR ?=
+LIBEXECDIR ?= $(PREFIX)/libexec
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+MAX_EXPOSURE ?= 2.0
+
+DAEMONS := rng
+BUILDDIR := .build/release
+
+.PHONY: all build install check-units check-man
+all: build
+
+build:
+	for d in $(DAEMONS); do swift build -c release --product vhost-user-$$d || exit 1; done
+
+install: build
+	install -d $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(DATADIR)/qemu/vhost-user \
+		$(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DATADIR)/doc/vhost-user-devices/examples
+	for d in $(DAEMONS); do \
+		install -m 0755 $(BUILDDIR)/vhost-user-$$d $(DESTDIR)$(LIBEXECDIR)/ && \
+		sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' systemd/vhost-user-$$d@.service > $(DESTDIR)$(SYSTEMDUNITDIR)/vhost-user-$$d@.service && \
+		install -m 0644 systemd/vhost-user-$$d@.socket $(DESTDIR)$(SYSTEMDUNITDIR)/ && \
+		sed 's|@LIBEXECDIR@|$(LIBEXECDIR)|g' share/qemu/vhost-user/50-vhost-user-$$d.json.in > $(DESTDIR)$(DATADIR)/qemu/vhost-user/50-vhost-user-$$d.json && \
+		install -m 0644 man/vhost-user-$$d.8 $(DESTDIR)$(MANDIR)/man8/ && \
+		install -m 0644 systemd/$$d.conf.example $(DESTDIR)$(DATADIR)/doc/vhost-user-devices/examples/ || exit 1; \
+	done
+	install -m 0644 man/vhost-user-devices.7 $(DESTDIR)$(MANDIR)/man7/
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/*.service $(DESTDIR)$(DATADIR)/qemu/vhost-user/*.json
+
+check-units:
+	tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	for d in $(DAEMONS); do \
+		sed 's|@LIBEXECDIR@|/bin|; s|^ExecStart=/bin/vhost-user-[a-z]*|ExecStart=/bin/true|' systemd/vhost-user-$$d@.service > $$tmp/vhost-user-$$d@.service && \
+		cp systemd/vhost-user-$$d@.socket $$tmp/ || exit 1; \
+	done && cd $$tmp && \
+	for d in $(DAEMONS); do \
+		out=$$(systemd-analyze verify --man=no ./vhost-user-$$d@.socket ./vhost-user-$$d@.service 2>&1); \
+		if [ -n "$$out" ]; then echo "$$out"; echo "systemd-analyze verify: vhost-user-$$d units have problems" >&2; exit 1; fi; \
+		score=$$(systemd-analyze security --offline=true ./vhost-user-$$d@.service 2>&1 | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p'); \
+		echo "vhost-user-$$d@.service: exposure $$score"; \
+		awk -v s="$$score" -v m="$(MAX_EXPOSURE)" 'BEGIN { exit !(s != "" && s <= m) }' || { echo "exposure $$score is above $(MAX_EXPOSURE)" >&2; exit 1; }; \
+	done
+
+check-man:
+	scripts/generate-man --check
+	for page in man/*.[78]; do man -l $$page > /dev/null || exit 1; done
