@@ -49,7 +49,10 @@ struct GuestTestBedSelfTests {
         let after = try Data(contentsOf: URL(fileURLWithPath: image))
         #expect(after[(2 << 20)..<(2 << 20) + 16] == Data("written-by-guest".utf8))
     }
+}
 
+/// The parts of the bed that need no guest.
+struct GuestTestBedUnitTests {
     @Test func outputIsTakenBetweenTheMarkersWithTheStatus() {
         let nonce = "n1"
         let raw = "noise\n" + Initramfs.beginMarker(nonce) + "\nline 1\nno newline" + "\n"
