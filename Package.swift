@@ -54,6 +54,7 @@ let package = Package(
 
         .testTarget(name: "VhostUserKitTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CVhostUser"]),
         .testTarget(name: "RNGDeviceTests", dependencies: ["RNGDevice", "VhostUserKit", "VhostUserTesting"]),
+        .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting"]),
         // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
         .testTarget(name: "GuestTests", dependencies: []),
     ],

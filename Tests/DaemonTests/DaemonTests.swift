@@ -1,0 +1,259 @@
+import Foundation
+import Glibc
+import Testing
+import VhostUserKit
+import VhostUserTesting
+
+/// The common daemon runtime (Sources/VhostUserCLI) exercised through the real `vhost-user-rng`
+/// executable: every way of getting a socket, systemd's protocols, capabilities and start-up errors.
+/// In every case a fake front-end is actually served: set up, one buffer filled with entropy.
+@Suite("daemon runtime as a real process")
+struct DaemonTests {
+    // MARK: Sockets
+
+    @Test("--socket-path: a front-end is served, then a second one on the same socket file")
+    func socketPathServesReconnects() throws {
+        let tmp = try TemporaryDirectory()
+        let path = "\(tmp.path)/rng.sock"
+        let daemon = try DaemonProcess(["--socket-path", path])
+        defer { daemon.stop() }
+        try daemon.waitForStandardError(containing: "listening on \(path)")
+        let before = try #require(inode(of: path))
+        do { try expectServed(try FakeFrontend.connect(to: path)) }
+        do { try expectServed(try FakeFrontend.connect(to: path)) }
+        #expect(inode(of: path) == before, "the socket file was recreated")
+    }
+
+    @Test("--socket-path of exactly 107 bytes (the most sun_path holds) works")
+    func longestSocketPathWorks() throws {
+        let tmp = try TemporaryDirectory()
+        let prefix = "\(tmp.path)/"
+        let path = prefix + String(repeating: "s", count: UnixListener.maxPathBytes - prefix.utf8.count)
+        #expect(path.utf8.count == 107)
+        let daemon = try DaemonProcess(["--socket-path", path])
+        defer { daemon.stop() }
+        try daemon.waitForStandardError(containing: "listening on \(path)")
+        try expectServed(try FakeFrontend.connect(to: path))
+    }
+
+    @Test("under systemd-socket-activate a front-end is served", arguments: [[], ["--fdname=vhost-user"]])
+    func systemdSocketActivate(extra: [String]) throws {
+        let tmp = try TemporaryDirectory()
+        let path = "\(tmp.path)/rng.sock"
+        let daemon = try DaemonProcess(command: [Binaries.systemdSocketActivate, "-l", path] + extra + [try Binaries.path("vhost-user-rng")])
+        defer { daemon.stop() }
+        // systemd-socket-activate listens, and starts the daemon at the first connection attempt.
+        try daemon.waitForStandardError(containing: "Listening on \(path)")
+        try expectServed(try FakeFrontend.connect(to: path))
+        #expect(daemon.standardError.contains("vhost-user-rng: listening on inherited socket fd 3"), "\(daemon.diagnostics)")
+    }
+
+    @Test("hand-made LISTEN_FDS=1 with LISTEN_FDNAMES=vhost-user: served")
+    func listenFDsOne() throws {
+        let tmp = try TemporaryDirectory()
+        let path = "\(tmp.path)/rng.sock"
+        let listener = try makeListeningSocket(at: path)
+        let daemon = try DaemonProcess([], environment: ["LISTEN_FDS": "1", "LISTEN_FDNAMES": "vhost-user"],
+                                       descriptors: [3: listener.rawValue], ownPIDVariables: ["LISTEN_PID"])
+        defer { daemon.stop() }
+        try daemon.waitForStandardError(containing: "listening on inherited socket fd 3")
+        try expectServed(try FakeFrontend.connect(to: path))
+        try expectServed(try FakeFrontend.connect(to: path))
+    }
+
+    @Test("LISTEN_FDS=2 with LISTEN_FDNAMES=other:vhost-user: the socket named vhost-user (fd 4) is served, the other closed")
+    func listenFDsPicksNamedSocket() throws {
+        let tmp = try TemporaryDirectory()
+        let otherPath = "\(tmp.path)/other.sock", path = "\(tmp.path)/rng.sock"
+        var other: OwnedDescriptor? = try makeListeningSocket(at: otherPath)
+        let listener = try makeListeningSocket(at: path)
+        let daemon = try DaemonProcess([], environment: ["LISTEN_FDS": "2", "LISTEN_FDNAMES": "other:vhost-user"],
+                                       descriptors: [3: other!.rawValue, 4: listener.rawValue], ownPIDVariables: ["LISTEN_PID"])
+        defer { daemon.stop() }
+        other = nil  // the daemon now holds the only copy of the other socket
+        try daemon.waitForStandardError(containing: "listening on inherited socket fd 4")
+        try expectServed(try FakeFrontend.connect(to: path))
+        // The daemon closes the sockets it does not use: nobody listens on the other one any more.
+        #expect(throws: UnixSocketError.self) { _ = try UnixListener.connect(to: otherPath) }
+    }
+
+    @Test("--fd N of a listening socket: served, twice in a row")
+    func fdListening() throws {
+        let tmp = try TemporaryDirectory()
+        let path = "\(tmp.path)/rng.sock"
+        let listener = try makeListeningSocket(at: path)
+        let daemon = try DaemonProcess(["--fd", "5"], descriptors: [5: listener.rawValue])
+        defer { daemon.stop() }
+        try daemon.waitForStandardError(containing: "listening on inherited socket fd 5")
+        do { try expectServed(try FakeFrontend.connect(to: path)) }
+        do { try expectServed(try FakeFrontend.connect(to: path)) }
+    }
+
+    @Test("--fd N of a connected socket: served once, and the daemon exits 0 when the front-end closes")
+    func fdConnected() throws {
+        var pair: (OwnedDescriptor, OwnedDescriptor)? = try socketPair()
+        let daemon = try DaemonProcess(["--fd", "3"], descriptors: [3: pair!.1.rawValue])
+        defer { daemon.stop() }
+        do {
+            let frontend = FakeFrontend(socket: pair!.0)
+            pair = nil  // the front-end's socket is now its only reference: closed when it goes
+            try expectServed(frontend)
+        }
+        #expect(daemon.waitForExit() == 0, "\(daemon.diagnostics)")
+    }
+
+    // MARK: sd_notify
+
+    @Test("sd_notify: READY=1 with a status, a status while a queue runs, STOPPING=1 on SIGTERM, exit 0")
+    func notifyLifecycle() throws {
+        let tmp = try TemporaryDirectory()
+        let path = "\(tmp.path)/rng.sock"
+        let notify = try NotifySocket(path: "\(tmp.path)/notify")
+        let daemon = try DaemonProcess(["--socket-path", path], environment: ["NOTIFY_SOCKET": notify.path])
+        defer { daemon.stop() }
+
+        let ready = try notify.waitFor("READY=1") { $0.split(separator: "\n").contains("READY=1") }
+        #expect(ready.contains("STATUS="), "READY=1 came without a status: \(ready)")
+        do {
+            // READY=1 means listening: connect without waiting for anything else.
+            try expectServed(try FakeFrontend.connect(to: path))
+            let status = try notify.waitFor("a status about running queues") { $0.contains("STATUS=") && $0.contains("queue") }
+            #expect(status.contains("front-end") && status.contains("1 queue"), "\(status)")
+        }
+        try notify.waitFor("a status after the front-end left") { $0.contains("STATUS=") && $0.contains("disconnected") }
+
+        daemon.send(SIGTERM)
+        try notify.waitFor("STOPPING=1") { $0.split(separator: "\n").contains("STOPPING=1") }
+        #expect(daemon.waitForExit(timeout: .seconds(3)) == 0, "\(daemon.diagnostics)")
+    }
+
+    @Test("sd_notify: WATCHDOG_USEC=200000 gives WATCHDOG=1 pings at least every 100 ms")
+    func watchdogPings() throws {
+        let tmp = try TemporaryDirectory()
+        let path = "\(tmp.path)/rng.sock"
+        let notify = try NotifySocket(path: "\(tmp.path)/notify")
+        let daemon = try DaemonProcess(["--socket-path", path], environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "200000"],
+                                       ownPIDVariables: ["WATCHDOG_PID"])
+        defer { daemon.stop() }
+        try notify.waitFor("READY=1") { $0.split(separator: "\n").contains("READY=1") }
+        let pings = notify.count(2, within: .seconds(2)) { $0 == "WATCHDOG=1" }
+        #expect(pings >= 2, "messages: \(notify.messages)\n\(daemon.diagnostics)")
+        try expectServed(try FakeFrontend.connect(to: path))
+        daemon.send(SIGTERM)
+        #expect(daemon.waitForExit(timeout: .seconds(3)) == 0, "\(daemon.diagnostics)")
+    }
+
+    // MARK: Shutdown
+
+    @Test("SIGTERM while a front-end is connected and its queue runs: exit 0 within a couple of seconds")
+    func sigtermWhileServing() throws {
+        let tmp = try TemporaryDirectory()
+        let path = "\(tmp.path)/rng.sock"
+        let daemon = try DaemonProcess(["--socket-path", path])
+        defer { daemon.stop() }
+        try daemon.waitForStandardError(containing: "listening on \(path)")
+        let served = try expectServed(try FakeFrontend.connect(to: path))
+        daemon.send(SIGTERM)
+        #expect(daemon.waitForExit(timeout: .seconds(3)) == 0, "\(daemon.diagnostics)")
+        withExtendedLifetime(served) {}
+    }
+
+    @Test("SIGTERM while serving an inherited connected socket: exit 0")
+    func sigtermWhileServingConnected() throws {
+        let (ours, theirs) = try socketPair()
+        let daemon = try DaemonProcess(["--fd", "3"], descriptors: [3: theirs.rawValue])
+        defer { daemon.stop() }
+        withExtendedLifetime(theirs) {}
+        let served = try expectServed(FakeFrontend(socket: ours))
+        daemon.send(SIGTERM)
+        #expect(daemon.waitForExit(timeout: .seconds(3)) == 0, "\(daemon.diagnostics)")
+        withExtendedLifetime(served) {}
+    }
+
+    // MARK: Capabilities
+
+    /// Every daemon with a QEMU discovery file: `share/qemu/vhost-user/50-vhost-user-NAME.json.in`.
+    static let discoveryFiles: [String] = {
+        let dir = "\(Binaries.repositoryRoot)/share/qemu/vhost-user"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        return names.filter { $0.hasPrefix("50-vhost-user-") && $0.hasSuffix(".json.in") }.sorted().map { "\(dir)/\($0)" }
+    }()
+
+    @Test("there is a discovery file for vhost-user-rng")
+    func discoveryFilesFound() {
+        #expect(Self.discoveryFiles.contains { $0.hasSuffix("/50-vhost-user-rng.json.in") }, "\(Self.discoveryFiles)")
+    }
+
+    @Test("--print-capabilities prints JSON whose type matches the QEMU discovery file", arguments: discoveryFiles)
+    func printCapabilities(discoveryFile: String) throws {
+        let file = (discoveryFile as NSString).lastPathComponent
+        let executable = String(file.dropFirst("50-".count).dropLast(".json.in".count))
+        let discovery = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: discoveryFile))) as? [String: Any])
+        #expect((discovery["binary"] as? String)?.hasSuffix("/\(executable)") == true, "\(file): binary \(discovery["binary"] ?? "none")")
+
+        let daemon = try DaemonProcess(product: executable, ["--print-capabilities"])
+        defer { daemon.stop() }
+        #expect(daemon.waitForExit() == 0, "\(daemon.diagnostics)")
+        let object = try JSONSerialization.jsonObject(with: Data(daemon.standardOutput.utf8))
+        let capabilities = try #require(object as? [String: Any], "not a JSON object: \(daemon.standardOutput)")
+        let type = try #require(capabilities["type"] as? String, "no type: \(daemon.standardOutput)")
+        #expect(capabilities["features"] is [Any], "features is not an array: \(daemon.standardOutput)")
+        #expect(type == discovery["type"] as? String, "\(executable) says type \(type), \(file) says \(discovery["type"] ?? "none")")
+    }
+
+    // MARK: Start-up errors
+
+    /// Runs the daemon expecting it to fail at once; returns its stderr lines.
+    private func failure(_ arguments: [String], status expected: Int32? = 1) throws -> [String] {
+        let daemon = try DaemonProcess(arguments)
+        defer { daemon.stop() }
+        let status = try #require(daemon.waitForExit(), "still running: \(daemon.diagnostics)")
+        if let expected {
+            #expect(status == expected, "\(daemon.diagnostics)")
+        } else {
+            #expect(status != 0 && status < 128, "\(daemon.diagnostics)")
+        }
+        return daemon.standardErrorLines
+    }
+
+    @Test("a socket path longer than 107 bytes: exit 1 and one line saying so")
+    func socketPathTooLong() throws {
+        let path = "/tmp/" + String(repeating: "x", count: 103)
+        #expect(path.utf8.count == 108)
+        let lines = try failure(["--socket-path", path])
+        #expect(lines.count == 1, "\(lines)")
+        #expect(lines.first.map { $0.contains("socket path") && $0.contains("long") && $0.contains("107") } == true, "\(lines)")
+        #expect(inode(of: path) == nil)
+    }
+
+    @Test("--fd of a descriptor that is not open: exit 1 and one line naming it")
+    func fdNotOpen() throws {
+        let lines = try failure(["--fd", "99"])
+        #expect(lines.count == 1, "\(lines)")
+        #expect(lines.first.map { $0.contains("--fd 99") && $0.contains("not a socket") } == true, "\(lines)")
+    }
+
+    @Test("--fd of a descriptor that is not a socket: exit 1")
+    func fdNotASocket() throws {
+        let daemon = try DaemonProcess(["--fd", "0"])  // stdin is /dev/null
+        defer { daemon.stop() }
+        #expect(daemon.waitForExit() == 1, "\(daemon.diagnostics)")
+        #expect(daemon.standardErrorLines.count == 1 && daemon.standardError.contains("not a socket"), "\(daemon.diagnostics)")
+    }
+
+    @Test("no socket option and no LISTEN_FDS: exit 1 and one line saying what to give")
+    func noSocket() throws {
+        let lines = try failure([])
+        #expect(lines.count == 1, "\(lines)")
+        #expect(lines.first.map { $0.contains("--socket-path") && $0.contains("--fd") } == true, "\(lines)")
+    }
+
+    @Test("--source of a missing file: a non-zero exit and a line naming the path")
+    func missingSource() throws {
+        let tmp = try TemporaryDirectory()
+        let lines = try failure(["--socket-path", "\(tmp.path)/rng.sock", "--source", "/nonexistent"], status: nil)
+        #expect(lines.contains { $0.contains("/nonexistent") }, "\(lines)")
+        #expect(inode(of: "\(tmp.path)/rng.sock") == nil, "the socket was created although the device could not be")
+    }
+}
