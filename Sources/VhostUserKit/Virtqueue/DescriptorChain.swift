@@ -17,28 +17,47 @@ public struct DescriptorChain {
     public func writer() -> ChainWriter { ChainWriter(writable) }
 }
 
-/// Reads bytes sequentially across a chain's readable buffers (a header may be split across several).
-public struct ChainReader {
+/// A position in a list of buffers that steps across buffer boundaries.
+struct SegmentCursor {
     private let segments: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>
     private var segment = 0
     private var offset = 0
-    public private(set) var consumed = 0
 
     init(_ segments: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>) { self.segments = segments }
+
+    /// The next contiguous piece of at most `limit` bytes, now consumed; nil at the end.
+    @inline(__always)
+    mutating func next(upTo limit: Int) -> UnsafeMutableRawBufferPointer? {
+        while segment < segments.count && offset == segments[segment].count {
+            segment += 1
+            offset = 0
+        }
+        guard limit > 0, segment < segments.count else { return nil }
+        let s = segments[segment]
+        let n = min(limit, s.count - offset)
+        defer { offset += n }
+        return UnsafeMutableRawBufferPointer(start: s.baseAddress! + offset, count: n)
+    }
+
+    /// Gives back the last `count` bytes of the piece `next` just returned.
+    @inline(__always)
+    mutating func unconsume(_ count: Int) { offset -= count }
+}
+
+/// Reads bytes sequentially across a chain's readable buffers (a header may be split across several).
+public struct ChainReader {
+    private var cursor: SegmentCursor
+    public private(set) var consumed = 0
+
+    init(_ segments: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>) { cursor = SegmentCursor(segments) }
 
     /// Copies up to `destination.count` bytes; returns how many were available.
     @discardableResult
     public mutating func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
         var copied = 0
-        while copied < destination.count && segment < segments.count {
-            let s = segments[segment]
-            let n = min(destination.count - copied, s.count - offset)
-            if n > 0 {
-                (destination.baseAddress! + copied).copyMemory(from: s.baseAddress! + offset, byteCount: n)
-            }
-            copied += n
-            offset += n
-            if offset == s.count { segment += 1; offset = 0 }
+        while let piece = cursor.next(upTo: destination.count - copied) {
+            (destination.baseAddress! + copied).copyMemory(from: piece.baseAddress!, byteCount: piece.count)
+            copied += piece.count
         }
         consumed += copied
         return copied
@@ -54,27 +73,19 @@ public struct ChainReader {
 
 /// Writes bytes sequentially across a chain's writable buffers.
 public struct ChainWriter {
-    private let segments: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>
-    private var segment = 0
-    private var offset = 0
+    private var cursor: SegmentCursor
     /// Bytes written so far: the length to report when completing the chain.
     public private(set) var written = 0
 
-    init(_ segments: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>) { self.segments = segments }
+    init(_ segments: UnsafeBufferPointer<UnsafeMutableRawBufferPointer>) { cursor = SegmentCursor(segments) }
 
     /// Copies up to `source.count` bytes; returns how many fit.
     @discardableResult
     public mutating func write(_ source: UnsafeRawBufferPointer) -> Int {
         var copied = 0
-        while copied < source.count && segment < segments.count {
-            let s = segments[segment]
-            let n = min(source.count - copied, s.count - offset)
-            if n > 0 {
-                (s.baseAddress! + offset).copyMemory(from: source.baseAddress! + copied, byteCount: n)
-            }
-            copied += n
-            offset += n
-            if offset == s.count { segment += 1; offset = 0 }
+        while let piece = cursor.next(upTo: source.count - copied) {
+            piece.baseAddress!.copyMemory(from: source.baseAddress! + copied, byteCount: piece.count)
+            copied += piece.count
         }
         written += copied
         return copied
@@ -91,15 +102,13 @@ public struct ChainWriter {
     /// read(2) that write straight into guest memory without a bounce buffer.
     public mutating func fill(upTo limit: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
         var produced = 0
-        while produced < limit && segment < segments.count {
-            let s = segments[segment]
-            let n = min(limit - produced, s.count - offset)
-            if n == 0 { segment += 1; offset = 0; continue }
-            let got = max(0, min(n, fill(UnsafeMutableRawBufferPointer(start: s.baseAddress! + offset, count: n))))
+        while let piece = cursor.next(upTo: limit - produced) {
+            let got = max(0, min(piece.count, fill(piece)))
             produced += got
-            offset += got
-            if offset == s.count { segment += 1; offset = 0 }
-            if got < n { break }
+            if got < piece.count {
+                cursor.unconsume(piece.count - got)
+                break
+            }
         }
         written += produced
         return produced
