@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "VhostUserTesting", targets: ["VhostUserTesting"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-bench", targets: ["vhost-user-bench"]),
+        .executable(name: "vhost-user-demo", targets: ["vhost-user-demo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
@@ -52,11 +53,17 @@ let package = Package(
             path: "Benchmarks/vhost-user-bench"
         ),
 
+        // Real Linux guests under an unmodified QEMU (TCG), attached to daemon processes: the bed
+        // the guest tests and the demo boot guests with.
+        .target(name: "GuestBed"),
+        // scripts/demo: vhost-user-rng serving a guest's /dev/hwrng.
+        .executableTarget(name: "vhost-user-demo", dependencies: ["GuestBed"]),
+
         .testTarget(name: "VhostUserKitTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CVhostUser"]),
         .testTarget(name: "RNGDeviceTests", dependencies: ["RNGDevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting"]),
         // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
-        .testTarget(name: "GuestTests", dependencies: []),
+        .testTarget(name: "GuestTests", dependencies: ["GuestBed"]),
     ],
     swiftLanguageModes: [.v6]
 )

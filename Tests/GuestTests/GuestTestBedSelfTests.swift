@@ -2,6 +2,7 @@
 // vhost-user-blk export, with data going both ways through /dev/vda.
 
 import Foundation
+@testable import GuestBed
 import Testing
 
 @Suite(.enabled(if: GuestTestBed.enabled, "VHOST_USER_SKIP_GUEST_TESTS=1"))

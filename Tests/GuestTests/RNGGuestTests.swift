@@ -1,6 +1,7 @@
 // vhost-user-rng in a real guest: QEMU's vhost-user-rng-pci, Linux's virtio_rng driver, /dev/hwrng.
 
 import Foundation
+import GuestBed
 import Testing
 
 @Suite(.enabled(if: GuestTestBed.enabled, "VHOST_USER_SKIP_GUEST_TESTS=1"))

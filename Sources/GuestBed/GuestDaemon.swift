@@ -1,0 +1,39 @@
+// The daemons a caller of the bed attaches to the guest.
+
+/// A vhost-user backend that one QEMU device is attached to.
+public struct GuestDaemon: Sendable {
+    /// How the backend process is started.
+    public enum Launch: Sendable {
+        /// A product of this package, located in `GuestTestBed.binaryDirectory`; the bed adds
+        /// `--socket-path SOCKET` before the arguments.
+        case product(String)
+        /// A full command line; each argument's `{socket}` is replaced by the socket path.
+        case command([String])
+    }
+
+    public var launch: Launch
+    /// Arguments after `--socket-path SOCKET` (only for `.product`).
+    public var arguments: [String] = []
+    /// The QEMU device, e.g. `vhost-user-rng-pci`.
+    public var qemuDevice: String
+    /// Appended to the `-device` option, e.g. `,num-queues=2`.
+    public var qemuDeviceOptions: String = ""
+    /// The line on the daemon's stderr (or stdout) that says it is ready; `{socket}` is replaced.
+    public var readinessLine: String = "listening on {socket}"
+
+    /// A daemon of this package: `executable --socket-path SOCKET arguments...`.
+    public init(executable: String, arguments: [String] = [], qemuDevice: String, qemuDeviceOptions: String = "") {
+        self.launch = .product(executable)
+        self.arguments = arguments
+        self.qemuDevice = qemuDevice
+        self.qemuDeviceOptions = qemuDeviceOptions
+    }
+
+    /// Any backend, started with a full command line, ready when it prints `readinessLine`.
+    public init(command: [String], readinessLine: String, qemuDevice: String, qemuDeviceOptions: String = "") {
+        self.launch = .command(command)
+        self.readinessLine = readinessLine
+        self.qemuDevice = qemuDevice
+        self.qemuDeviceOptions = qemuDeviceOptions
+    }
+}

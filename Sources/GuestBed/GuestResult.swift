@@ -1,0 +1,20 @@
+// What comes back from a guest run, or why it failed.
+
+/// What a guest run produced.
+public struct GuestResult: Sendable {
+    /// Everything the guest script wrote to stdout and stderr (carriage returns removed).
+    public var output: String
+    /// The guest script's exit status.
+    public var status: Int32
+    /// The guest kernel's console (first serial port), for diagnostics.
+    public var consoleLog: String
+    /// What each daemon printed, in the order of `daemons`.
+    public var daemonLogs: [String]
+}
+
+/// Why a guest run failed, with the diagnostics (QEMU's command line and output, the console's
+/// and daemons' tails) in the description.
+public struct GuestTestBedError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
