@@ -31,7 +31,12 @@ extension Session {
 
         case .resetOwner, .resetDevice:
             try expect(m, descriptors: 0)
+            // Protocol features belong to the connection, not the device: front-ends negotiate them once
+            // after connecting and re-initialise a reset device without renegotiating (QEMU's
+            // vhost_dev_start then sends SET_MEM_TABLE with NEED_REPLY and waits for the ack).
+            let negotiated = protocolFeatures
             resetState()
+            protocolFeatures = negotiated
             return nil
 
         case .getProtocolFeatures:
