@@ -34,9 +34,12 @@ public final class RNGDevice: VhostUserDevice {
         func process(_ queue: Virtqueue) -> ProcessResult {
             device.limiter.withLock { limiter in
                 while queue.hasAvailable {
-                    let now = monotonicNow()
-                    let budget = limiter?.available(now: now) ?? Int.max
-                    if budget <= 0 { return .retry(afterMilliseconds: limiter!.millisecondsUntilRefill(now: now)) }
+                    var budget = Int.max
+                    if limiter != nil {
+                        let now = monotonicNow()
+                        budget = limiter!.available(now: now)
+                        if budget <= 0 { return .retry(afterMilliseconds: limiter!.millisecondsUntilRefill(now: now)) }
+                    }
                     guard let chain = queue.nextChain() else { break }
                     var writer = chain.writer()
                     let produced = writer.fill(upTo: min(budget, chain.writableLength)) { device.source.read(into: $0) }

@@ -1,4 +1,7 @@
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 import VhostUserKit
 import VhostUserTesting
 @testable import RNGDevice
@@ -58,5 +61,38 @@ struct RNGDeviceTests {
         q.notifyDevice()
         let used = try q.waitForUsed(2, timeoutMilliseconds: 5000)
         #expect(used.map(\.length) == [64, 64])
+    }
+
+    @Test("a source file that runs out gives short and then empty completions, not a hang")
+    func shortSourceFile() throws {
+        let path = "/tmp/rng-source-\(UInt32.random(in: 0...UInt32.max))"
+        let bytes = (0..<100).map { UInt8($0 + 1) }
+        let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, 100) }
+        close(fd)
+        defer { unlink(path) }
+        let daemon = try InProcessDaemon(device: try RNGDevice(source: .file(path)))
+        defer { daemon.stop() }
+        let memory = try FakeGuestMemory()
+        let q = try daemon.connect().setUp(.qemu, memory: memory, queueSizes: [16]).queues[0]
+        let a = memory.allocate(4096), b = memory.allocate(4096)
+        q.submit([.writable(a, 4096)])
+        q.submit([.writable(b, 4096)])
+        q.notifyDevice()
+        #expect(try q.waitForUsed(2).map(\.length) == [100, 0])
+        #expect(memory.read(a, count: 100) == bytes)
+    }
+
+    @Test("getrandom(2) as the source fills buffers split over several descriptors")
+    func getrandomAcrossDescriptors() throws {
+        let daemon = try InProcessDaemon(device: try RNGDevice(source: .getrandom))
+        defer { daemon.stop() }
+        let memory = try FakeGuestMemory()
+        let q = try daemon.connect().setUp(.cloudHypervisor, memory: memory, queueSizes: [16]).queues[0]
+        let parts = (0..<3).map { _ in memory.allocate(1000) }
+        q.submit(parts.map { .writable($0, 1000) })
+        q.notifyDevice()
+        #expect(try q.waitForUsed(1).map(\.length) == [3000])
+        for p in parts { #expect(Set(memory.read(p, count: 1000)).count > 100) }
     }
 }
