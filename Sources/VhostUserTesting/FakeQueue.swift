@@ -36,6 +36,8 @@ public final class FakeQueue: @unchecked Sendable {
     public let call: EventFD
     /// Whether EVENT_IDX was negotiated: the driver then writes used_event to ask for every interrupt.
     public var eventIdx = false
+    /// The connection that set this queue up, kept open for as long as the queue is used.
+    public var connection: FakeFrontend?
 
     public private(set) var availIndex: UInt16 = 0
     public private(set) var lastUsed: UInt16 = 0

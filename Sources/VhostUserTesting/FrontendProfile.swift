@@ -35,6 +35,7 @@ extension FakeFrontend {
     public func setUp(_ profile: FrontendProfile, memory: FakeGuestMemory, queueSizes: [Int],
                       maskFeatures: UInt64 = 0, withBackendChannel: Bool = true) throws -> FrontendSetup {
         let queues = try queueSizes.enumerated().map { try FakeQueue(index: $0.offset, size: $0.element, memory: memory) }
+        for q in queues { q.connection = self }
         var backend: (ours: OwnedDescriptor, theirs: OwnedDescriptor)?
         if withBackendChannel { backend = try socketPair() }
 
