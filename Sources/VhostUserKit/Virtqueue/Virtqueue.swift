@@ -133,8 +133,6 @@ public final class Virtqueue: @unchecked Sendable {
         let scratch = self.scratch
         while true {
             guard Int(index) < tableSize else { throw .descriptorOutOfRange(index: index) }
-            visited += 1
-            guard visited <= size else { throw .chainTooLong }
             let d = table + Int(index) * SplitRingLayout.descriptorSize
             let address = UInt64(littleEndian: d.loadUnaligned(as: UInt64.self))
             let length = UInt32(littleEndian: d.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
@@ -156,6 +154,12 @@ public final class Virtqueue: @unchecked Sendable {
                 continue
             }
 
+            // Only buffer descriptors count towards the chain length: the indirect descriptor itself is
+            // not part of the chain (Linux fills an indirect table with up to queue-size descriptors, e.g.
+            // virtio-blk with QEMU's seg_max = queue size - 2). A chain has at most one indirect
+            // descriptor, so this still bounds the walk and catches loops.
+            visited += 1
+            guard visited <= size else { throw .chainTooLong }
             let writable = flags & SplitRingLayout.flagWrite != 0
             if writable { sawWritable = true } else if sawWritable { throw .readableAfterWritable }
             if length > 0 {
