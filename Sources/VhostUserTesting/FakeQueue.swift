@@ -118,19 +118,24 @@ public final class FakeQueue: @unchecked Sendable {
 
     /// Used elements the device published since the last call.
     public func takeUsed() -> [UsedElement] {
-        let usedIndex = vhu_load_acquire_u16(memory.pointer(usedRing + UInt64(SplitRingLayout.usedIndexOffset)))
+        let usedIndexPointer = memory.pointer(usedRing + UInt64(SplitRingLayout.usedIndexOffset))
         var result: [UsedElement] = []
-        while lastUsed != usedIndex {
-            let e = memory.pointer(usedRing + UInt64(layout.usedElementOffset(Int(lastUsed) & (size - 1))))
-            result.append(UsedElement(id: UInt32(littleEndian: e.load(as: UInt32.self)),
-                                      length: UInt32(littleEndian: e.load(fromByteOffset: 4, as: UInt32.self))))
-            lastUsed &+= 1
-        }
-        if eventIdx {
-            // Ask to be interrupted for the very next used element.
+        while true {
+            let usedIndex = vhu_load_acquire_u16(usedIndexPointer)
+            while lastUsed != usedIndex {
+                let e = memory.pointer(usedRing + UInt64(layout.usedElementOffset(Int(lastUsed) & (size - 1))))
+                result.append(UsedElement(id: UInt32(littleEndian: e.load(as: UInt32.self)),
+                                          length: UInt32(littleEndian: e.load(fromByteOffset: 4, as: UInt32.self))))
+                lastUsed &+= 1
+            }
+            guard eventIdx else { return result }
+            // Ask to be interrupted for the very next used element, then look once more: an element the
+            // device published before it could see the new used_event raises no interrupt (the
+            // driver's half of virtio 1.2, 2.7.10: store used_event, full barrier, re-check used->idx).
             vhu_store_release_u16(memory.pointer(availableRing + UInt64(layout.usedEventOffset)), lastUsed)
+            vhu_fence_seq_cst()
+            if vhu_load_acquire_u16(usedIndexPointer) == lastUsed { return result }
         }
-        return result
     }
 
     /// Waits (on the call eventfd, bounded by `timeoutMilliseconds`) until `count` used elements have
