@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "VhostUserTesting", targets: ["VhostUserTesting"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-bench", targets: ["vhost-user-bench"]),
+        .executable(name: "vhost-user-blk-bench", targets: ["vhost-user-blk-bench"]),
         .executable(name: "vhost-user-demo", targets: ["vhost-user-demo"]),
     ],
     dependencies: [
@@ -20,6 +21,8 @@ let package = Package(
         .target(name: "CVhostUser"),
         // libsystemd (sd_listen_fds, sd_notify) through pkg-config.
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // libblkio (from Debian trixie, see scripts/install-deps): an independent vhost-user-blk client.
+        .systemLibrary(name: "CBlkio", pkgConfig: "blkio", providers: [.apt(["libblkio-dev"])]),
 
         // The vhost-user protocol, guest memory, virtqueues and the daemon runtime.
         .target(
@@ -51,6 +54,12 @@ let package = Package(
             name: "vhost-user-bench",
             dependencies: ["VhostUserTesting", "VhostUserKit", "RNGDevice"],
             path: "Benchmarks/vhost-user-bench"
+        ),
+        // vhost-user-blk load generator and data verifier driven by libblkio (scripts/bench-blk).
+        .executableTarget(
+            name: "vhost-user-blk-bench",
+            dependencies: ["CBlkio"],
+            path: "Benchmarks/vhost-user-blk-bench"
         ),
 
         // Real Linux guests under an unmodified QEMU (TCG), attached to daemon processes: the bed
