@@ -58,6 +58,8 @@ static inline void vhu_store_relaxed_u16(void *p, uint16_t v) {
 }
 /// A full barrier: orders a store to shared memory before a later load (event-idx checks).
 static inline void vhu_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+/// Orders earlier stores before later stores.
+static inline void vhu_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 /// Orders earlier loads before later loads and stores.
 static inline void vhu_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 

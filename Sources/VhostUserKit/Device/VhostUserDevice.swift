@@ -59,8 +59,12 @@ public protocol QueueHandler: AnyObject {
     func process(_ queue: Virtqueue) -> ProcessResult
     /// The queue is stopping: finish or complete any request still held (asynchronous devices).
     func stop(_ queue: Virtqueue)
+    /// Descriptors whose readiness should wake the worker, e.g. an io_uring completion eventfd.
+    /// The worker only waits on them; `process` drains them.
+    var wakeDescriptors: [Int32] { get }
 }
 
 extension QueueHandler {
     public func stop(_ queue: Virtqueue) {}
+    public var wakeDescriptors: [Int32] { [] }
 }

@@ -22,6 +22,7 @@ final class QueueWorker: @unchecked Sendable {
 
     private static let kickToken: UInt64 = 0
     private static let wakeToken: UInt64 = 1
+    private static let handlerToken: UInt64 = 2
 
     init(queue: Virtqueue, wake: EventFD, handler: any QueueHandler, kick: EventFD?, pollNanoseconds: UInt64) {
         self.queue = queue
@@ -35,6 +36,7 @@ final class QueueWorker: @unchecked Sendable {
         let epoll = try Epoll()
         if let kick { try epoll.add(kick.rawValue, token: Self.kickToken) }
         try epoll.add(wake.rawValue, token: Self.wakeToken)
+        for fd in handler.wakeDescriptors { try epoll.add(fd, token: Self.handlerToken) }
         thread = PosixThread { [self] in run(epoll) }
     }
 
@@ -63,7 +65,11 @@ final class QueueWorker: @unchecked Sendable {
                 if case let .retry(ms) = result { timeout = timeout < 0 ? ms : min(ms, timeout) }
                 let n = epoll.wait(into: tokens.baseAddress!, capacity: 4, timeoutMilliseconds: timeout)
                 for i in 0..<n {
-                    if tokens[i] == Self.kickToken { kick?.drain() } else { wake.drain() }
+                    switch tokens[i] {
+                    case Self.kickToken: kick?.drain()
+                    case Self.wakeToken: wake.drain()
+                    default: break  // the handler's own descriptor: it drains it in process
+                    }
                 }
             }
         }

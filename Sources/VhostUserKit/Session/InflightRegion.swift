@@ -12,7 +12,7 @@ public final class InflightRegion: @unchecked Sendable {
     public let base: UnsafeMutableRawPointer
 
     /// Bytes one queue of `queueSize` descriptors takes, rounded to 64 like other implementations.
-    public static func queueRegionSize(queueSize: Int) -> Int { (16 + 16 * queueSize + 63) & ~63 }
+    public static func queueRegionSize(queueSize: Int) -> Int { (InflightTracker.bytes(queueSize: queueSize) + 63) & ~63 }
 
     /// Makes a zeroed region for `queueCount` queues of `queueSize` descriptors.
     public static func create(queueCount: Int, queueSize: Int) throws(VhostUserError) -> InflightRegion {

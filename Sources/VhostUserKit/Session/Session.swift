@@ -123,7 +123,8 @@ public final class Session {
             let wake = try EventFD()
             let queue = try Virtqueue(index: slot.index, size: size, address: address, base: slot.base, memory: memory,
                                       features: features, call: slot.call, err: slot.err,
-                                      completionPort: CompletionPort(wake: wake), logger: logger)
+                                      completionPort: CompletionPort(wake: wake),
+                                      inflightRegion: inflightRegion(queue: slot.index, size: size), logger: logger)
             let handler = device.makeQueueHandler(queue: slot.index, features: features)
             let worker = QueueWorker(queue: queue, wake: wake, handler: handler, kick: slot.kick, pollNanoseconds: pollNanoseconds)
             try worker.start()
@@ -133,6 +134,19 @@ public final class Session {
             logger.error("queue \(slot.index) cannot start: \(error)")
             slot.err?.signal()
         }
+    }
+
+    /// Queue `index`'s part of the inflight region, when the device tracks in-flight requests and the
+    /// front-end shared a region laid out for this queue size.
+    private func inflightRegion(queue index: Int, size: Int) -> UnsafeMutableRawPointer? {
+        guard let inflight, protocolFeatures.contains(.inflightShmfd) else { return nil }
+        let d = inflight.description
+        let stride = InflightRegion.queueRegionSize(queueSize: Int(d.queueSize))
+        guard index < Int(d.queueCount), Int(d.queueSize) == size, (index + 1) * stride <= Int(d.mmapSize) else {
+            logger.warning("queue \(index): the inflight region (\(d.queueCount) queues of \(d.queueSize)) does not fit a ring of \(size); not tracking")
+            return nil
+        }
+        return inflight.base + index * stride
     }
 
     /// Stops a running queue and keeps its position, so it resumes where it left off.

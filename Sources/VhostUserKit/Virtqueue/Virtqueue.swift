@@ -39,6 +39,12 @@ public final class Virtqueue: @unchecked Sendable {
     private var signalledUsed: UInt16 = 0
     private var signalledUsedValid = false
 
+    /// In-flight bookkeeping in the shared inflight region, when the front-end set one up.
+    private var inflight: InflightTracker?
+    /// Heads that were in flight when a previous back-end process stopped, handed out first.
+    private var resubmit: [UInt16] = []
+    private var resubmitted = 0
+
     /// Set when the ring itself cannot be trusted; the queue hands out no more chains.
     public private(set) var brokenReason: VirtqueueError?
     /// Chains returned to the driver unprocessed because they were malformed.
@@ -47,7 +53,8 @@ public final class Virtqueue: @unchecked Sendable {
     /// Resolves the ring addresses (front-end virtual addresses) in `memory` and checks that all three
     /// parts lie inside it, aligned as the spec requires.
     public init(index: Int, size: Int, address: VringAddress, base: UInt16, memory: GuestMemory,
-                features: UInt64, call: EventFD?, err: EventFD?, completionPort: CompletionPort, logger: Logger) throws(VirtqueueError) {
+                features: UInt64, call: EventFD?, err: EventFD?, completionPort: CompletionPort,
+                inflightRegion: UnsafeMutableRawPointer? = nil, logger: Logger) throws(VirtqueueError) {
         precondition(SplitRingLayout.isValid(size: size))
         let layout = SplitRingLayout(size: size)
         guard address.descriptorTable % 16 == 0,
@@ -79,6 +86,16 @@ public final class Virtqueue: @unchecked Sendable {
         self.publishedUsed = usedIndex
         // A chain maps to at most one segment per descriptor per region it crosses.
         self.scratch = .allocate(capacity: 2 * size + 16)
+        if let inflightRegion {
+            var tracker = InflightTracker(region: inflightRegion, size: size)
+            resubmit = tracker.recover(usedIndex: usedIndex)
+            inflight = tracker
+            // Everything up to the used index was completed; what was in flight follows it.
+            nextAvail = usedIndex &+ UInt16(truncatingIfNeeded: resubmit.count)
+            if !resubmit.isEmpty {
+                logger.info("queue \(index): resubmitting \(resubmit.count) request(s) left in flight by the previous back-end")
+            }
+        }
     }
 
     deinit { scratch.deallocate() }
@@ -87,11 +104,18 @@ public final class Virtqueue: @unchecked Sendable {
 
     /// Whether the driver has made buffers available that have not been taken yet.
     @inline(__always)
-    public var hasAvailable: Bool { vhu_load_acquire_u16(avail + SplitRingLayout.availIndexOffset) != nextAvail }
+    public var hasAvailable: Bool {
+        resubmitted < resubmit.count || vhu_load_acquire_u16(avail + SplitRingLayout.availIndexOffset) != nextAvail
+    }
 
     /// The next available chain, or nil when there is none (or the ring is broken).
     /// A malformed chain is logged, returned to the driver with a length of 0, and skipped.
     public func nextChain() -> DescriptorChain? {
+        while resubmitted < resubmit.count && brokenReason == nil {
+            let head = resubmit[resubmitted]
+            resubmitted += 1
+            if let chain = validChain(head: head) { return chain }
+        }
         while brokenReason == nil {
             let availIndex = vhu_load_acquire_u16(avail + SplitRingLayout.availIndexOffset)
             if availIndex == nextAvail { return nil }
@@ -105,15 +129,23 @@ public final class Virtqueue: @unchecked Sendable {
                 markBroken(.headOutOfRange(head: head))
                 return nil
             }
-            do {
-                return try walk(head: head)
-            } catch {
-                malformedChains += 1
-                logger.error("queue \(index): dropping chain \(head): \(error)")
-                complete(head: head, written: 0)
-            }
+            inflight?.taken(head)
+            if let chain = validChain(head: head) { return chain }
         }
         return nil
+    }
+
+    /// The chain at `head`, or nil after returning a malformed one to the driver with length 0.
+    @inline(__always)
+    private func validChain(head: UInt16) -> DescriptorChain? {
+        do {
+            return try walk(head: head)
+        } catch {
+            malformedChains += 1
+            logger.error("queue \(index): dropping chain \(head): \(error)")
+            complete(head: head, written: 0)
+            return nil
+        }
     }
 
     /// Follows a chain from `head`, translating every buffer and enforcing the spec's rules:
@@ -207,6 +239,7 @@ public final class Virtqueue: @unchecked Sendable {
         let element = used + layout.usedElementOffset(Int(nextUsed & mask))
         element.storeBytes(of: UInt32(head).littleEndian, as: UInt32.self)
         element.storeBytes(of: written.littleEndian, toByteOffset: 4, as: UInt32.self)
+        inflight?.completed(head)
         nextUsed &+= 1
     }
 
@@ -217,6 +250,7 @@ public final class Virtqueue: @unchecked Sendable {
     public func publish() -> Bool {
         guard nextUsed != publishedUsed else { return false }
         vhu_store_release_u16(used + SplitRingLayout.usedIndexOffset, nextUsed)
+        inflight?.published(batch: Int(nextUsed &- publishedUsed), usedIndex: nextUsed)
         publishedUsed = nextUsed
         guard needsInterrupt() else { return false }
         call?.signal()
