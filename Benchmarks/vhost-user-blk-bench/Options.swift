@@ -16,6 +16,8 @@ let usage = """
           SIZE bytes from all queues, reads it back through other queues and checks it. Passes
           repeat with new seeds until SECONDS have passed (at least one pass). Exit 0 with
           `verify: OK blocks=N`, or 1 with the first mismatch.
+      vhost-user-blk-bench probe --socket PATH
+          Exit 0 when something accepts connections on PATH (nothing is sent), else 1.
     Sizes accept K, M, G suffixes (powers of 1024). THREADS defaults to min(QUEUES, CPUs the process
     may run on): a thread polls its queues in turn. CPUS pins thread i to the i-th CPU of LIST.
     """

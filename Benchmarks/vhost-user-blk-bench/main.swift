@@ -10,6 +10,7 @@ do {
     switch args.mode {
     case "run": try runCommand(args)
     case "verify": try verifyCommand(args)
+    case "probe": try probeCommand(args)
     case "help", "-h", "--help": print(usage)
     default: throw UsageError(description: "unknown mode \(args.mode)")
     }
