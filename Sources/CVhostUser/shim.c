@@ -2,9 +2,12 @@
 #include "CVhostUser.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -61,6 +64,19 @@ int vhu_memfd_create(const char *name, int sealing) {
 }
 
 int vhu_eventfd(unsigned int initval) { return eventfd(initval, EFD_NONBLOCK | EFD_CLOEXEC); }
+
+int vhu_fallocate(int fd, int zero, uint64_t offset, uint64_t length) {
+    int mode = FALLOC_FL_KEEP_SIZE | (zero ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE);
+    return fallocate(fd, mode, (off_t)offset, (off_t)length) == 0 ? 0 : errno;
+}
+
+ssize_t vhu_pwritev_dsync(int fd, const struct iovec *iov, int count, uint64_t offset) {
+    return pwritev2(fd, iov, count, (off_t)offset, RWF_DSYNC);
+}
+
+int vhu_o_direct(void) { return O_DIRECT; }
+
+int vhu_ioctl_ptr(int fd, unsigned long request, void *arg) { return ioctl(fd, request, arg); }
 
 ssize_t vhu_getrandom(void *buf, size_t len) { return getrandom(buf, len, 0); }
 

@@ -146,8 +146,9 @@ public final class FakeFrontend: @unchecked Sendable {
         let reply = try query(.getConfig, payload: ConfigPayload(offset: UInt32(offset), data: [UInt8](repeating: 0, count: count)).encoded())
         return try ConfigPayload(decoding: reply.payload, for: .getConfig)
     }
+    /// SET_CONFIG, asking for an ack (returned; nil when REPLY_ACK was not negotiated).
     public func setConfig(offset: Int, bytes: [UInt8]) throws -> UInt64? {
-        try command(.setConfig, payload: ConfigPayload(offset: UInt32(offset), data: bytes).encoded())
+        try command(.setConfig, payload: ConfigPayload(offset: UInt32(offset), data: bytes).encoded(), needReply: true)
     }
 
     public func getInflightFd(queueCount: Int, queueSize: Int) throws -> (InflightDescription, OwnedDescriptor?) {

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 /// Sends `len` bytes from `buf` with `nfds` file descriptors attached (SCM_RIGHTS). Returns bytes sent or -1.
 ssize_t vhu_sendmsg_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
@@ -21,6 +22,16 @@ int vhu_memfd_create(const char *name, int sealing);
 
 /// eventfd(2), non-blocking and close-on-exec.
 int vhu_eventfd(unsigned int initval);
+
+/// fallocate(2) with PUNCH_HOLE|KEEP_SIZE (`zero` = 0) or ZERO_RANGE|KEEP_SIZE (`zero` = 1): 0 or an errno.
+int vhu_fallocate(int fd, int zero, uint64_t offset, uint64_t length);
+/// pwritev2(2) with RWF_DSYNC: bytes written or -1.
+ssize_t vhu_pwritev_dsync(int fd, const struct iovec *iov, int count, uint64_t offset);
+/// The O_DIRECT open flag.
+int vhu_o_direct(void);
+
+/// ioctl(2) with a pointer argument.
+int vhu_ioctl_ptr(int fd, unsigned long request, void *arg);
 
 /// getrandom(2) with no flags.
 ssize_t vhu_getrandom(void *buf, size_t len);

@@ -1,0 +1,110 @@
+import CVhostUser
+import Synchronization
+import VhostUserKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the disk is: a raw image file, a host block device, or nothing at all (the null target).
+public enum BlockTarget: Sendable, Equatable {
+    case file(String)
+    /// Reads return zeroes, writes are discarded: the protocol and virtqueue cost alone.
+    case null(size: UInt64)
+}
+
+public struct BlockBackendError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The backing store, shared by every queue. Data I/O goes through each queue's IOEngine on `fd`;
+/// this type does what is not plain reads and writes: size, discard, write zeroes.
+public final class BlockBackend: Sendable {
+    public let target: BlockTarget
+    /// -1 for the null target.
+    public let fd: Int32
+    private let file: OwnedDescriptor?
+    public let isBlockDevice: Bool
+    public let readOnly: Bool
+    public let direct: Bool
+    public let logicalBlockSize: Int
+    private let size: Atomic<UInt64>
+
+    // BLKGETSIZE64, BLKDISCARD and BLKZEROOUT from <linux/fs.h>.
+    private static let BLKGETSIZE64: UInt = 0x8008_1272
+    private static let BLKDISCARD: UInt = 0x1277
+    private static let BLKZEROOUT: UInt = 0x127f
+
+    public init(target: BlockTarget, readOnly: Bool = false, direct: Bool = false, logicalBlockSize: Int = 512) throws(BlockBackendError) {
+        guard logicalBlockSize == 512 || logicalBlockSize == 4096 else {
+            throw BlockBackendError("logical block size must be 512 or 4096, not \(logicalBlockSize)")
+        }
+        self.target = target
+        self.readOnly = readOnly
+        self.direct = direct
+        self.logicalBlockSize = logicalBlockSize
+        switch target {
+        case let .null(size):
+            file = nil
+            fd = -1
+            isBlockDevice = false
+            self.size = Atomic(size)
+        case let .file(path):
+            let flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (direct ? vhu_o_direct() : 0)
+            let fd = open(path, flags)
+            guard fd >= 0 else { throw BlockBackendError("cannot open \(path): \(String(cString: strerror(errno)))") }
+            file = OwnedDescriptor(fd)
+            self.fd = fd
+            var st = stat()
+            fstat(fd, &st)
+            isBlockDevice = (st.st_mode & S_IFMT) == S_IFBLK
+            guard isBlockDevice || (st.st_mode & S_IFMT) == S_IFREG else {
+                throw BlockBackendError("\(path) is neither a regular file nor a block device")
+            }
+            self.size = Atomic(0)
+            _ = refreshSize()
+        }
+    }
+
+    /// The disk size in bytes, rounded down to whole logical blocks.
+    public var sizeBytes: UInt64 { size.load(ordering: .relaxed) }
+
+    /// Re-reads the size of the file or device; returns true when it changed.
+    public func refreshSize() -> Bool {
+        guard fd >= 0 else { return false }
+        var bytes: UInt64 = 0
+        if isBlockDevice {
+            _ = vhu_ioctl_ptr(fd, Self.BLKGETSIZE64, &bytes)
+        } else {
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { return false }
+            bytes = UInt64(st.st_size)
+        }
+        bytes -= bytes % UInt64(logicalBlockSize)
+        return size.exchange(bytes, ordering: .relaxed) != bytes
+    }
+
+    /// Deallocates a byte range (DISCARD). Returns 0 or an errno value.
+    func discard(offset: UInt64, length: UInt64) -> Int32 {
+        guard fd >= 0 else { return 0 }
+        if isBlockDevice {
+            var range: (UInt64, UInt64) = (offset, length)
+            return vhu_ioctl_ptr(fd, Self.BLKDISCARD, &range) == 0 ? 0 : errno
+        }
+        return vhu_fallocate(fd, 0, offset, length)
+    }
+
+    /// Zeroes a byte range (WRITE_ZEROES); with `unmap`, the blocks may be deallocated too.
+    /// Returns 0 or an errno value.
+    func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool) -> Int32 {
+        guard fd >= 0 else { return 0 }
+        if isBlockDevice {
+            var range: (UInt64, UInt64) = (offset, length)
+            return vhu_ioctl_ptr(fd, unmap ? Self.BLKDISCARD : Self.BLKZEROOUT, &range) == 0 ? 0 : errno
+        }
+        let e = vhu_fallocate(fd, unmap ? 0 : 1, offset, length)
+        // Some file systems cannot zero a range in place; a punched hole reads as zeroes too.
+        guard e == EOPNOTSUPP, !unmap else { return e }
+        return vhu_fallocate(fd, 0, offset, length)
+    }
+}

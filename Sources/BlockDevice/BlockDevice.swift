@@ -1,0 +1,99 @@
+import Logging
+import Synchronization
+import VhostUserKit
+
+/// virtio-blk (virtio 1.2, 5.2) over a raw image, a host block device or the null target.
+public final class BlockDevice: VhostUserDevice {
+    public struct Options: Sendable {
+        public var serial: String = ""
+        public var queueCount: Int = 1
+        public var queueSize: Int = 256
+        public var engine: IOEngineKind = .ioUring
+        /// The initial write cache mode; the guest may change it when CONFIG_WCE is negotiated.
+        public var writeback: Bool = true
+        public init() {}
+    }
+
+    public let backend: BlockBackend
+    public let options: Options
+    let serialBytes: [UInt8]
+    let segMax: UInt32
+    let maxRanges: UInt32 = 32
+    let maxDiscardSectors: UInt32 = 1 << 22
+    private let writebackFlag: Atomic<Bool>
+    private let backendChannel = Mutex<BackendChannel?>(nil)
+    private let logger: Logger
+
+    public init(backend: BlockBackend, options: Options = .init(), logger: Logger = Logger(label: "vhost-user-blk")) throws(BlockBackendError) {
+        guard (1...64).contains(options.queueCount) else { throw BlockBackendError("--num-queues must be 1 to 64") }
+        guard SplitRingLayout.isValid(size: options.queueSize) else {
+            throw BlockBackendError("--queue-size must be a power of two from 1 to 32768")
+        }
+        guard options.serial.utf8.count <= VirtioBlock.idLength else {
+            throw BlockBackendError("--serial may have at most \(VirtioBlock.idLength) bytes")
+        }
+        self.backend = backend
+        self.options = options
+        self.logger = logger
+        serialBytes = Array(options.serial.utf8) + [UInt8](repeating: 0, count: VirtioBlock.idLength - options.serial.utf8.count)
+        // Two descriptors of every chain are the header and the status byte.
+        segMax = UInt32(max(1, min(options.queueSize - 2, 254)))
+        writebackFlag = Atomic(options.writeback)
+    }
+
+    public var virtioDeviceID: UInt32 { VirtioBlock.deviceID }
+    public var queueCount: Int { options.queueCount }
+    public var maxQueueSize: Int { options.queueSize }
+    public var extraProtocolFeatures: ProtocolFeatures { [.inflightShmfd] }
+    public var configSize: Int { VirtioBlock.ConfigOffset.end }
+
+    public var deviceFeatures: UInt64 {
+        typealias F = VirtioBlock.Feature
+        var f = F.sizeMax | F.segMax | F.blockSize | F.topology | F.flush | F.configWCE | F.multiQueue
+        if backend.readOnly { f |= F.readOnly } else { f |= F.discard | F.writeZeroes }
+        return f
+    }
+
+    /// Whether the write cache is on (writeback) or off (writethrough).
+    var writeback: Bool { writebackFlag.load(ordering: .relaxed) }
+
+    var config: BlockConfig {
+        BlockConfig(capacitySectors: backend.sizeBytes / UInt64(VirtioBlock.sectorSize), sizeMax: 1 << 20, segMax: segMax,
+                    blockSize: UInt32(backend.logicalBlockSize), writeback: writeback, numQueues: UInt16(options.queueCount),
+                    maxDiscardSectors: maxDiscardSectors, maxRanges: maxRanges)
+    }
+
+    public func readConfig(offset: Int, count: Int) -> [UInt8] {
+        Array(config.encoded()[offset..<offset + count])
+    }
+
+    /// Only the writeback byte is writable (CONFIG_WCE).
+    public func writeConfig(offset: Int, bytes: [UInt8]) throws {
+        guard offset == VirtioBlock.ConfigOffset.writeback, bytes.count == 1, bytes[0] <= 1 else { throw DeviceError.readOnlyConfig }
+        writebackFlag.store(bytes[0] == 1, ordering: .relaxed)
+        logger.info("guest set the write cache to \(bytes[0] == 1 ? "writeback" : "writethrough")")
+    }
+
+    public func makeQueueHandler(queue index: Int, features: UInt64) -> any QueueHandler {
+        let (engine, kind) = makeIOEngine(options.engine, depth: options.queueSize)
+        if kind != options.engine { logger.warning("queue \(index): io_uring is unavailable; using the thread-pool engine") }
+        return BlockQueue(device: self, engine: engine, features: features, logger: logger)
+    }
+
+    public func backendChannelChanged(_ channel: BackendChannel?) { backendChannel.withLock { $0 = channel } }
+
+    /// Re-reads the disk size; when it changed, tells the front-end so the guest sees the new capacity
+    /// without a reboot. Returns the new size when it changed.
+    @discardableResult
+    public func checkResize() -> UInt64? {
+        guard backend.refreshSize() else { return nil }
+        let size = backend.sizeBytes
+        logger.info("disk size is now \(size) bytes; notifying the front-end")
+        do {
+            try backendChannel.withLock { (c) throws(VhostUserError) in try c?.configChanged() }
+        } catch {
+            logger.error("cannot send the config change: \(error)")
+        }
+        return size
+    }
+}

@@ -1,0 +1,33 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Asynchronous reads, writes and flushes for one queue worker. Operations carry a tag (the chain's
+/// head index) and finish with a result: bytes transferred, or -errno.
+protocol IOEngine: AnyObject {
+    /// Readable when operations have finished: the queue worker waits on it.
+    var completionDescriptor: Int32 { get }
+    /// Queue an operation; false when nothing more can be queued before `submit()`.
+    func read(fd: Int32, _ iov: UnsafePointer<iovec>, count: Int, offset: UInt64, tag: UInt16) -> Bool
+    func write(fd: Int32, _ iov: UnsafePointer<iovec>, count: Int, offset: UInt64, sync: Bool, tag: UInt16) -> Bool
+    func flush(fd: Int32, tag: UInt16) -> Bool
+    /// Starts everything queued.
+    func submit()
+    /// Hands finished operations to `body` (at most `max`, waiting for one when `wait`); returns the count.
+    func reap(max: Int, wait: Bool, _ body: (UInt16, Int32) -> Void) -> Int
+}
+
+/// Which engine a queue uses.
+public enum IOEngineKind: String, Sendable, CaseIterable {
+    /// io_uring: one ring per queue worker, batched submission and completion.
+    case ioUring = "io_uring"
+    /// preadv/pwritev on a small pool of threads, for kernels or sandboxes without io_uring.
+    case threads
+}
+
+/// Makes the engine `kind` for a queue of `depth` requests; io_uring falls back to threads when the
+/// kernel (or a seccomp filter) refuses it.
+func makeIOEngine(_ kind: IOEngineKind, depth: Int) -> (any IOEngine, IOEngineKind) {
+    if kind == .ioUring, let ring = URingEngine(depth: depth) { return (ring, .ioUring) }
+    return (ThreadPoolEngine(threads: 4), .threads)
+}

@@ -1,0 +1,113 @@
+import ArgumentParser
+import BlockDevice
+import Dispatch
+import Logging
+import VhostUserCLI
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// vhost-user-blk: a virtio block device for any vhost-user VMM.
+struct BlockCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vhost-user-blk",
+        abstract: "vhost-user backend for virtio-blk: serves a raw image file or a host block device.",
+        discussion: """
+            Serves one virtio-blk device to a VMM (QEMU's vhost-user-blk-pci, cloud-hypervisor, crosvm) over \\
+            a unix socket. Reads and writes go straight between guest memory and the disk through one io_uring \\
+            per queue (or a thread pool where io_uring is unavailable). DISCARD and WRITE_ZEROES punch holes or \\
+            zero ranges. When the image grows (e.g. after truncate), or on SIGHUP, the new capacity is pushed \\
+            to the guest. In-flight requests are recorded in the front-end's inflight region, so a daemon that \\
+            is killed and restarted on the same socket resubmits them. See vhost-user-devices(7).
+            """)
+
+    static let identity = DaemonIdentity(name: "vhost-user-blk", type: "block", features: ["read-only", "blk-file"],
+                                         summary: "virtio-blk block device (vhost-user-devices)")
+
+    @OptionGroup var daemon: DaemonOptions
+
+    @Option(name: .long, help: ArgumentHelp("The raw image file or block device to serve.", valueName: "path"))
+    var blkFile: String?
+
+    @Option(name: .long, help: ArgumentHelp("Serve a null disk of this size instead (e.g. 1G): reads return zeroes, writes are discarded.", valueName: "size"))
+    var nullSize: String?
+
+    @Flag(name: .long, help: "Give the guest a read-only disk.")
+    var readOnly = false
+
+    @Option(name: .long, help: ArgumentHelp("Disk serial number reported by GET_ID (up to 20 bytes).", valueName: "id"))
+    var serial: String = ""
+
+    @Option(name: .long, help: "Number of request queues.")
+    var numQueues: Int = 1
+
+    @Option(name: .long, help: "Largest queue size the front-end may use (a power of two up to 32768).")
+    var queueSize: Int = 256
+
+    @Flag(name: .long, help: "Open the disk with O_DIRECT (bypass the host page cache).")
+    var direct = false
+
+    @Option(name: .long, help: ArgumentHelp("Logical block size: 512 or 4096.", valueName: "bytes"))
+    var logicalBlockSize: Int = 512
+
+    @Option(name: .long, help: ArgumentHelp("Initial write cache mode: writeback or writethrough.", valueName: "mode"))
+    var writeCache: String = "writeback"
+
+    @Option(name: .long, help: ArgumentHelp("I/O engine: io_uring or threads.", valueName: "engine"))
+    var engine: String = "io_uring"
+
+    func validate() throws {
+        guard (blkFile == nil) != (nullSize == nil) || daemon.printCapabilities else {
+            throw ValidationError("give exactly one of --blk-file PATH and --null-size SIZE")
+        }
+        guard ["writeback", "writethrough"].contains(writeCache) else { throw ValidationError("--write-cache is writeback or writethrough") }
+        guard IOEngineKind(rawValue: engine) != nil else { throw ValidationError("--engine is io_uring or threads") }
+        if let nullSize, parseSize(nullSize) == nil { throw ValidationError("--null-size: not a size: \(nullSize)") }
+    }
+
+    func run() throws {
+        runDaemon(Self.identity, options: daemon) {
+            let target: BlockTarget = blkFile.map { .file($0) } ?? .null(size: parseSize(nullSize!)!)
+            let backend = try BlockBackend(target: target, readOnly: readOnly, direct: direct, logicalBlockSize: logicalBlockSize)
+            var options = BlockDevice.Options()
+            options.serial = serial
+            options.queueCount = numQueues
+            options.queueSize = queueSize
+            options.writeback = writeCache == "writeback"
+            options.engine = IOEngineKind(rawValue: engine)!
+            let device = try BlockDevice(backend: backend, options: options, logger: Logger(label: "vhost-user-blk"))
+            if blkFile != nil { ResizeWatch.start(device) }
+            return device
+        }
+    }
+}
+
+/// Pushes a new capacity to the guest when the disk changes size: on SIGHUP, and by checking once a second.
+enum ResizeWatch {
+    nonisolated(unsafe) private static var sources: [any DispatchSourceProtocol] = []
+
+    static func start(_ device: BlockDevice) {
+        signal(SIGHUP, SIG_IGN)
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hup.setEventHandler { device.checkResize() }
+        hup.resume()
+        let timer = DispatchSource.makeTimerSource(queue: .global())
+        timer.schedule(deadline: .now() + 1, repeating: 1)
+        timer.setEventHandler { device.checkResize() }
+        timer.resume()
+        sources = [hup, timer]
+    }
+}
+
+/// `1G`, `512M`, `4096`, `64k`: a byte count with an optional binary suffix.
+func parseSize(_ text: String) -> UInt64? {
+    let units: [Character: UInt64] = ["k": 1 << 10, "K": 1 << 10, "m": 1 << 20, "M": 1 << 20, "g": 1 << 30, "G": 1 << 30, "t": 1 << 40, "T": 1 << 40]
+    var digits = Substring(text)
+    var scale: UInt64 = 1
+    if let last = digits.last, let unit = units[last] { scale = unit; digits = digits.dropLast() }
+    guard let n = UInt64(digits), n > 0 else { return nil }
+    let (bytes, overflow) = n.multipliedReportingOverflow(by: scale)
+    return overflow ? nil : bytes
+}
+
+BlockCommand.main()

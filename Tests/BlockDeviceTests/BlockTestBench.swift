@@ -1,0 +1,115 @@
+import BlockDevice
+import VhostUserKit
+import VhostUserTesting
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A vhost-user-blk device on a temporary image file (or the null target), served in-process and set up
+/// through the fake front-end, with helpers to build virtio-blk requests in guest memory.
+final class BlockTestBench {
+    let image: String?
+    let device: BlockDevice
+    let daemon: InProcessDaemon
+    let memory: FakeGuestMemory
+    let setup: FrontendSetup
+    var queue: FakeQueue { setup.queues[0] }
+
+    init(sizeBytes: Int = 1 << 20, target: String = "file", readOnly: Bool = false, logicalBlockSize: Int = 512,
+         engine: IOEngineKind = .ioUring, queues: Int = 1, serial: String = "disk-0123", profile: FrontendProfile = .qemu,
+         maskFeatures: UInt64 = 0) throws {
+        var path: String?
+        let backendTarget: BlockTarget
+        if target == "null" {
+            backendTarget = .null(size: UInt64(sizeBytes))
+        } else {
+            let p = "/tmp/vhu-blk-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).img"
+            let fd = open(p, O_CREAT | O_RDWR | O_TRUNC, 0o600)
+            ftruncate(fd, off_t(sizeBytes))
+            close(fd)
+            path = p
+            backendTarget = .file(p)
+        }
+        image = path
+        var options = BlockDevice.Options()
+        options.serial = serial
+        options.queueCount = queues
+        options.engine = engine
+        device = try BlockDevice(backend: BlockBackend(target: backendTarget, readOnly: readOnly, logicalBlockSize: logicalBlockSize), options: options)
+        daemon = try InProcessDaemon(device: device)
+        memory = try FakeGuestMemory(size: 8 << 20, regionCount: 2)
+        setup = try daemon.connect().setUp(profile, memory: memory, queueSizes: Array(repeating: 128, count: queues), maskFeatures: maskFeatures)
+    }
+
+    deinit {
+        daemon.stop()
+        if let image { unlink(image) }
+    }
+
+    /// A request header in guest memory.
+    func header(_ type: UInt32, sector: UInt64 = 0) -> UInt64 {
+        let a = memory.allocate(16)
+        var w = ByteWriter()
+        w.u32(type); w.u32(0); w.u64(sector)
+        memory.write(w.bytes, at: a)
+        return a
+    }
+
+    /// DISCARD / WRITE_ZEROES ranges in guest memory.
+    func ranges(_ list: [(sector: UInt64, sectors: UInt32, flags: UInt32)]) -> (UInt64, Int) {
+        let a = memory.allocate(16 * list.count)
+        var w = ByteWriter()
+        for r in list { w.u64(r.sector); w.u32(r.sectors); w.u32(r.flags) }
+        memory.write(w.bytes, at: a)
+        return (a, 16 * list.count)
+    }
+
+    /// Submits `buffers` on queue `q`, kicks, and returns the used element and the status byte at `status`.
+    func run(_ buffers: [BufferSpec], status: UInt64, on q: Int = 0, indirect: Bool = false) throws -> (UsedElement, UInt8) {
+        let fq = setup.queues[q]
+        fq.submit(buffers, indirect: indirect)
+        fq.notifyDevice()
+        let used = try fq.waitForUsed(1)
+        return (used[0], memory.read(status, count: 1)[0])
+    }
+
+    /// Reads a request of `length` bytes at `sector`; returns the status and the data.
+    func read(sector: UInt64, length: Int, on q: Int = 0) throws -> (UInt8, [UInt8], UInt32) {
+        let h = header(0, sector: sector), data = memory.allocate(max(length, 1)), s = memory.allocate(1)
+        memory.write([0xff], at: s)
+        let (used, status) = try run([.readable(h, 16), .writable(data, length), .writable(s, 1)], status: s, on: q)
+        return (status, memory.read(data, count: length), used.length)
+    }
+
+    /// Writes `bytes` at `sector`; returns the status.
+    func write(sector: UInt64, _ bytes: [UInt8], on q: Int = 0) throws -> UInt8 {
+        let h = header(1, sector: sector), data = memory.allocate(bytes.count), s = memory.allocate(1)
+        memory.write(bytes, at: data)
+        memory.write([0xff], at: s)
+        return try run([.readable(h, 16), .readable(data, bytes.count), .writable(s, 1)], status: s, on: q).1
+    }
+
+    /// The image file's bytes at `offset`.
+    func fileBytes(at offset: Int, count: Int) -> [UInt8] {
+        let fd = open(image!, O_RDONLY)
+        defer { close(fd) }
+        var out = [UInt8](repeating: 0, count: count)
+        _ = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+        return out
+    }
+
+    func writeFile(_ bytes: [UInt8], at offset: Int) {
+        let fd = open(image!, O_WRONLY)
+        defer { close(fd) }
+        _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, bytes.count, off_t(offset)) }
+    }
+
+    /// Allocated bytes of the image (st_blocks × 512): shows whether a range was deallocated.
+    var allocatedBytes: Int {
+        var st = stat()
+        stat(image!, &st)
+        return Int(st.st_blocks) * 512
+    }
+}
+
+func pattern(_ count: Int, seed: UInt8) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) } }
