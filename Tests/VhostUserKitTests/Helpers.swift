@@ -138,11 +138,6 @@ func connectionDropped(_ f: FakeFrontend, timeoutMilliseconds: Int32 = 5000) -> 
     }
 }
 
-/// Another front-end object on the same connection (a dup of the socket), starting with no negotiated state.
-func sameConnection(_ f: FakeFrontend) -> FakeFrontend {
-    FakeFrontend(socket: OwnedDescriptor(dup(f.channel.socket.rawValue)))
-}
-
 /// Brings a device up by hand, with control over what the profiles always do the same way.
 /// With `protocolFeatures` it negotiates every protocol feature offered (so commands can be acked)
 /// and VHOST_USER_F_PROTOCOL_FEATURES (so rings start disabled); without, neither.

@@ -299,6 +299,47 @@ struct SessionTests {
         #expect(!q.call.wait(timeoutMilliseconds: 50))
     }
 
+    @Test("SET_VRING_CALL on a running ring: interrupts go to the new eventfd only")
+    func replaceCall() throws {
+        let daemon = try InProcessDaemon(device: LoopbackDevice())
+        defer { daemon.stop() }
+        let f = try daemon.connect()
+        let memory = try FakeGuestMemory()
+        let q = try FakeQueue(index: 0, size: 32, memory: memory)
+        try manualSetUp(f, memory: memory, queues: [q])
+        try expectEcho(q)
+        let newCall = try EventFD()
+        try expectAck(f, .setVringCall, VringFile(index: 0, hasFile: true).payload.encoded(), descriptors: [newCall.rawValue])
+        q.call.drain()
+        let r = submitEcho(q, pattern(12))
+        q.notifyDevice()
+        #expect(newCall.wait(timeoutMilliseconds: 5000))
+        expectEchoed(q.takeUsed().first, r)
+        #expect(q.call.drain() == 0)
+    }
+
+    @Test("SET_FEATURES on running rings restarts them with the new features (EVENT_IDX turned off)")
+    func featuresChangeOnRunningRing() throws {
+        let daemon = try InProcessDaemon(device: LoopbackDevice())
+        defer { daemon.stop() }
+        let f = try daemon.connect()
+        let memory = try FakeGuestMemory()
+        let q = try FakeQueue(index: 0, size: 32, memory: memory)
+        try manualSetUp(f, memory: memory, queues: [q])
+        #expect(q.eventIdx)
+        try expectEcho(q)
+        try expectAck(f, .setFeatures, U64Payload(f.features & ~VirtioFeature.ringEventIdx).encoded())
+        q.eventIdx = false
+        // used_event now stays stale: only a device that no longer uses EVENT_IDX interrupts every time.
+        for i in 0..<5 {
+            q.call.drain()
+            let r = submitEcho(q, pattern(20, seed: i))
+            q.notifyDevice()
+            #expect(q.call.wait(timeoutMilliseconds: 5000), "request \(i)")
+            expectEchoed(q.takeUsed().first, r)
+        }
+    }
+
     @Test("SET_VRING_ERR accepts an fd or none (bit 8); it rejects a queue that does not exist")
     func setVringErr() throws {
         let daemon = try InProcessDaemon(device: LoopbackDevice(queueCount: 2))
