@@ -10,7 +10,7 @@ MANDIR ?= $(DATADIR)/man
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 MAX_EXPOSURE ?= 2.0
 
-DAEMONS := rng
+DAEMONS := rng blk
 BUILDDIR := .build/release
 
 .PHONY: all build install check-units check-man

@@ -13,11 +13,11 @@ struct BlockCommand: ParsableCommand {
         commandName: "vhost-user-blk",
         abstract: "vhost-user backend for virtio-blk: serves a raw image file or a host block device.",
         discussion: """
-            Serves one virtio-blk device to a VMM (QEMU's vhost-user-blk-pci, cloud-hypervisor, crosvm) over \\
-            a unix socket. Reads and writes go straight between guest memory and the disk through one io_uring \\
-            per queue (or a thread pool where io_uring is unavailable). DISCARD and WRITE_ZEROES punch holes or \\
-            zero ranges. When the image grows (e.g. after truncate), or on SIGHUP, the new capacity is pushed \\
-            to the guest. In-flight requests are recorded in the front-end's inflight region, so a daemon that \\
+            Serves one virtio-blk device to a VMM (QEMU's vhost-user-blk-pci, cloud-hypervisor, crosvm) over \
+            a unix socket. Reads and writes go straight between guest memory and the disk through one io_uring \
+            per queue (or a thread pool where io_uring is unavailable). DISCARD and WRITE_ZEROES punch holes or \
+            zero ranges. When the image grows (e.g. after truncate), or on SIGHUP, the new capacity is pushed \
+            to the guest. In-flight requests are recorded in the front-end's inflight region, so a daemon that \
             is killed and restarted on the same socket resubmits them. See vhost-user-devices(7).
             """)
 
