@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import VhostUserKit
 #if canImport(Glibc)
 import Glibc
@@ -11,11 +12,11 @@ public final class InProcessDaemon: @unchecked Sendable {
     public let daemon: Daemon
     private var thread: PosixThread?
 
-    nonisolated(unsafe) private static var counter = 0
+    private static let counter = Atomic<Int>(0)
 
     public init(device: any VhostUserDevice, pollMicroseconds: UInt64 = 0, logLevel: Logger.Level = .critical) throws {
-        Self.counter += 1
-        socketPath = "/tmp/vhu-test-\(getpid())-\(Self.counter)-\(UInt32.random(in: 0...UInt32.max)).sock"
+        let n = Self.counter.add(1, ordering: .relaxed).newValue
+        socketPath = "/tmp/vhu-test-\(getpid())-\(n)-\(UInt32.random(in: 0...UInt32.max)).sock"
         var logger = Logger(label: "test-daemon") { StderrLogHandler(label: $0, level: logLevel) }
         logger.logLevel = logLevel
         daemon = try Daemon(device: device, configuration: .init(pollMicroseconds: pollMicroseconds), logger: logger)

@@ -48,10 +48,11 @@ public final class GuestMemory: @unchecked Sendable {
         try GuestMemory(regions: regions + [region], request: .addMemReg)
     }
 
-    /// A new table without the region matching `description` (by guest address and size).
+    /// A new table without the region matching `description` (guest address, size and user address).
     public func removing(_ description: MemoryRegionDescription) throws(VhostUserError) -> GuestMemory {
         guard let i = regions.firstIndex(where: {
             $0.guestPhysicalAddress == description.guestPhysicalAddress && $0.size == description.size
+                && $0.userAddress == description.userAddress
         }) else {
             throw .invalidRequest(.remMemReg, "no region at gpa 0x\(String(description.guestPhysicalAddress, radix: 16)) of size 0x\(String(description.size, radix: 16))")
         }

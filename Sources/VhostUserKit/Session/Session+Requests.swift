@@ -251,5 +251,11 @@ extension Session {
         for (name, start, length) in parts where memory.contiguous(user: start, length: length) == nil {
             throw .invalidRequest(.setVringAddr, "queue \(address.index): the \(name) at 0x\(String(start, radix: 16)) is outside guest memory")
         }
+        // virtio 1.2, 2.7: the descriptor table is 16-byte aligned, the available ring 2, the used ring 4.
+        for (name, start, alignment) in [("descriptor table", address.descriptorTable, 16 as UInt64),
+                                         ("available ring", address.availableRing, 2), ("used ring", address.usedRing, 4)]
+        where start % alignment != 0 {
+            throw .invalidRequest(.setVringAddr, "queue \(address.index): the \(name) at 0x\(String(start, radix: 16)) is not \(alignment)-byte aligned")
+        }
     }
 }
