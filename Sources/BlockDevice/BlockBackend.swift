@@ -25,6 +25,8 @@ public final class BlockBackend: Sendable {
     public let fd: Int32
     private let file: OwnedDescriptor?
     public let isBlockDevice: Bool
+    /// The file lives in memory (tmpfs, ramfs, hugetlbfs): its I/O never waits for a device.
+    public let isMemoryBacked: Bool
     public let readOnly: Bool
     public let direct: Bool
     public let logicalBlockSize: Int
@@ -48,6 +50,7 @@ public final class BlockBackend: Sendable {
             file = nil
             fd = -1
             isBlockDevice = false
+            isMemoryBacked = true
             self.size = Atomic(size)
         case let .file(path):
             let flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (direct ? vhu_o_direct() : 0)
@@ -61,6 +64,8 @@ public final class BlockBackend: Sendable {
             guard isBlockDevice || (st.st_mode & S_IFMT) == S_IFREG else {
                 throw BlockBackendError("\(path) is neither a regular file nor a block device")
             }
+            let memoryFileSystems: Set<Int64> = [0x0102_1994 /* tmpfs */, 0x8584_58f6 /* ramfs */, 0x9584_58f6 /* hugetlbfs */]
+            isMemoryBacked = !isBlockDevice && memoryFileSystems.contains(vhu_fs_type(fd))
             self.size = Atomic(0)
             _ = refreshSize()
         }

@@ -8,7 +8,7 @@ public final class BlockDevice: VhostUserDevice {
         public var serial: String = ""
         public var queueCount: Int = 1
         public var queueSize: Int = 256
-        public var engine: IOEngineKind = .ioUring
+        public var engine: IOEngineKind = .auto
         /// The initial write cache mode; the guest may change it when CONFIG_WCE is negotiated.
         public var writeback: Bool = true
         public init() {}
@@ -75,8 +75,11 @@ public final class BlockDevice: VhostUserDevice {
     }
 
     public func makeQueueHandler(queue index: Int, features: UInt64) -> any QueueHandler {
-        let (engine, kind) = makeIOEngine(options.engine, depth: options.queueSize)
-        if kind != options.engine { logger.warning("queue \(index): io_uring is unavailable; using the thread-pool engine") }
+        let (engine, kind) = makeIOEngine(options.engine, depth: options.queueSize, backend: backend)
+        if options.engine == .ioUring && kind != .ioUring {
+            logger.warning("queue \(index): io_uring is unavailable; using the thread-pool engine")
+        }
+        logger.debug("queue \(index): \(kind.rawValue) engine")
         return BlockQueue(device: self, engine: engine, features: features, logger: logger)
     }
 

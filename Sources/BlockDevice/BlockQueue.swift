@@ -56,8 +56,12 @@ final class BlockQueue: QueueHandler {
             }
         }
         if queued > 0 { engine.submit() }
+        // Whatever finished already (inline I/O, fast completions) goes out in this pass.
+        reapAll(queue, wait: false)
         return .done
     }
+
+    var hasPendingWork: Bool { inFlight > 0 && engine.hasCompletions }
 
     func stop(_ queue: Virtqueue) {
         while inFlight > 0 { reapAll(queue, wait: true) }

@@ -15,19 +15,31 @@ protocol IOEngine: AnyObject {
     func submit()
     /// Hands finished operations to `body` (at most `max`, waiting for one when `wait`); returns the count.
     func reap(max: Int, wait: Bool, _ body: (UInt16, Int32) -> Void) -> Int
+    /// Whether finished operations are waiting to be reaped (cheap; polled by a busy worker).
+    var hasCompletions: Bool { get }
 }
 
 /// Which engine a queue uses.
 public enum IOEngineKind: String, Sendable, CaseIterable {
+    /// Inline for memory-backed files, io_uring otherwise.
+    case auto
+    /// Synchronous reads and writes on the queue worker: for memory-backed files.
+    case inline
     /// io_uring: one ring per queue worker, batched submission and completion.
     case ioUring = "io_uring"
     /// preadv/pwritev on a small pool of threads, for kernels or sandboxes without io_uring.
     case threads
 }
 
-/// Makes the engine `kind` for a queue of `depth` requests; io_uring falls back to threads when the
-/// kernel (or a seccomp filter) refuses it.
-func makeIOEngine(_ kind: IOEngineKind, depth: Int) -> (any IOEngine, IOEngineKind) {
-    if kind == .ioUring, let ring = URingEngine(depth: depth) { return (ring, .ioUring) }
-    return (ThreadPoolEngine(threads: 4), .threads)
+/// Makes the engine `kind` for a queue of `depth` requests on `backend`; io_uring falls back to threads
+/// when the kernel (or a seccomp filter) refuses it.
+func makeIOEngine(_ kind: IOEngineKind, depth: Int, backend: BlockBackend) -> (any IOEngine, IOEngineKind) {
+    switch kind {
+    case .inline: return (InlineEngine(depth: depth), .inline)
+    case .threads: return (ThreadPoolEngine(threads: 4), .threads)
+    case .auto where backend.isMemoryBacked: return (InlineEngine(depth: depth), .inline)
+    case .auto, .ioUring:
+        if let ring = URingEngine(depth: depth) { return (ring, .ioUring) }
+        return (ThreadPoolEngine(threads: 4), .threads)
+    }
 }

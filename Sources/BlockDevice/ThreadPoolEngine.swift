@@ -66,6 +66,8 @@ final class ThreadPoolEngine: IOEngine, @unchecked Sendable {
         queued.removeAll(keepingCapacity: true)
     }
 
+    var hasCompletions: Bool { !results.withLock { $0.isEmpty } }
+
     func reap(max: Int, wait: Bool, _ body: (UInt16, Int32) -> Void) -> Int {
         if wait { while results.withLock({ $0.isEmpty }) { _ = resultsReady.wait(timeoutMilliseconds: 100) } }
         resultsReady.drain()

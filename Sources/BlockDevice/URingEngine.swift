@@ -38,6 +38,8 @@ final class URingEngine: IOEngine {
 
     func submit() { _ = vhu_uring_submit(ring) }
 
+    var hasCompletions: Bool { vhu_uring_ready(ring) != 0 }
+
     func reap(max: Int, wait: Bool, _ body: (UInt16, Int32) -> Void) -> Int {
         let n = Int(vhu_uring_reap(ring, tags, results, Int32(min(max, Self.reapBatch)), wait ? 1 : 0))
         for i in 0..<n { body(UInt16(truncatingIfNeeded: tags[i]), results[i]) }

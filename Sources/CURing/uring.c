@@ -62,6 +62,8 @@ int vhu_uring_fdatasync(vhu_uring *r, int fd, uint64_t tag) {
     return 0;
 }
 
+unsigned vhu_uring_ready(vhu_uring *r) { return io_uring_cq_ready(&r->ring); }
+
 int vhu_uring_submit(vhu_uring *r) { return io_uring_submit(&r->ring); }
 
 int vhu_uring_reap(vhu_uring *r, uint64_t *tags, int32_t *results, int max, int wait) {

@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #define VHU_MAX_FDS 32
@@ -72,6 +73,11 @@ int vhu_fallocate(int fd, int zero, uint64_t offset, uint64_t length) {
 
 ssize_t vhu_pwritev_dsync(int fd, const struct iovec *iov, int count, uint64_t offset) {
     return pwritev2(fd, iov, count, (off_t)offset, RWF_DSYNC);
+}
+
+int64_t vhu_fs_type(int fd) {
+    struct statfs fs;
+    return fstatfs(fd, &fs) == 0 ? (int64_t)fs.f_type : -1;
 }
 
 int vhu_o_direct(void) { return O_DIRECT; }

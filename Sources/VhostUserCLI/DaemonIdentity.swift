@@ -8,12 +8,15 @@ public struct DaemonIdentity: Sendable {
     public let features: [String]
     /// One line for the discovery file's `description`.
     public let summary: String
+    /// The adaptive polling window when `--poll-us` is not given: worth it for latency-bound devices.
+    public let defaultPollMicroseconds: UInt64
 
-    public init(name: String, type: String, features: [String] = [], summary: String) {
+    public init(name: String, type: String, features: [String] = [], summary: String, defaultPollMicroseconds: UInt64 = 0) {
         self.name = name
         self.type = type
         self.features = features
         self.summary = summary
+        self.defaultPollMicroseconds = defaultPollMicroseconds
     }
 
     /// `{"type": ..., "features": [...]}`, as QEMU's backend program conventions define it.

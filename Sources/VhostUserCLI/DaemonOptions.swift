@@ -16,8 +16,8 @@ public struct DaemonOptions: ParsableArguments, Sendable {
     @Option(name: .long, help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error or critical.", valueName: "level"))
     public var logLevel: Logger.Level = .info
 
-    @Option(name: .customLong("poll-us"), help: ArgumentHelp("Microseconds a queue worker keeps polling its ring before it sleeps.", valueName: "us"))
-    public var pollMicroseconds: UInt64 = 0
+    @Option(name: .customLong("poll-us"), help: ArgumentHelp("Microseconds a queue worker keeps polling its ring before it sleeps (default: the daemon's own, 0 to never poll).", valueName: "us"))
+    public var pollMicroseconds: UInt64?
 
     public init() {}
 

@@ -13,13 +13,15 @@ public func runDaemon(_ identity: DaemonIdentity, options: DaemonOptions,
         print(identity.capabilitiesJSON)
         exit(0)
     }
+    // Before any thread starts, so that a SIGTERM during start-up waits for its handler.
+    ShutdownSignals.block()
     LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: options.logLevel) }
     let logger = Logger(label: identity.name)
     do {
         let device = try makeDevice()
         let endpoint = try ListenEndpoint.resolve(options)
         let notifier = try ServiceNotifier()
-        let daemon = try Daemon(device: device, configuration: .init(pollMicroseconds: options.pollMicroseconds),
+        let daemon = try Daemon(device: device, configuration: .init(pollMicroseconds: options.pollMicroseconds ?? identity.defaultPollMicroseconds),
                                 logger: logger, onEvent: { notifier.handle($0, identity: identity) })
         ShutdownSignals.install { daemon.requestShutdown() }
         switch endpoint {

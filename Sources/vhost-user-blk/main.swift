@@ -22,7 +22,7 @@ struct BlockCommand: ParsableCommand {
             """)
 
     static let identity = DaemonIdentity(name: "vhost-user-blk", type: "block", features: ["read-only", "blk-file"],
-                                         summary: "virtio-blk block device (vhost-user-devices)")
+                                         summary: "virtio-blk block device (vhost-user-devices)", defaultPollMicroseconds: 32)
 
     @OptionGroup var daemon: DaemonOptions
 
@@ -53,15 +53,15 @@ struct BlockCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Initial write cache mode: writeback or writethrough.", valueName: "mode"))
     var writeCache: String = "writeback"
 
-    @Option(name: .long, help: ArgumentHelp("I/O engine: io_uring or threads.", valueName: "engine"))
-    var engine: String = "io_uring"
+    @Option(name: .long, help: ArgumentHelp("I/O engine: auto (inline for files in memory such as tmpfs, io_uring otherwise), io_uring, inline or threads.", valueName: "engine"))
+    var engine: String = "auto"
 
     func validate() throws {
         guard (blkFile == nil) != (nullSize == nil) || daemon.printCapabilities else {
             throw ValidationError("give exactly one of --blk-file PATH and --null-size SIZE")
         }
         guard ["writeback", "writethrough"].contains(writeCache) else { throw ValidationError("--write-cache is writeback or writethrough") }
-        guard IOEngineKind(rawValue: engine) != nil else { throw ValidationError("--engine is io_uring or threads") }
+        guard IOEngineKind(rawValue: engine) != nil else { throw ValidationError("--engine is auto, io_uring, inline or threads") }
         if let nullSize, parseSize(nullSize) == nil { throw ValidationError("--null-size: not a size: \(nullSize)") }
     }
 

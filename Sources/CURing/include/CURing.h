@@ -22,6 +22,9 @@ int vhu_uring_readv(vhu_uring *ring, int fd, const struct iovec *iov, unsigned c
 int vhu_uring_writev(vhu_uring *ring, int fd, const struct iovec *iov, unsigned count, uint64_t offset, int dsync, uint64_t tag);
 int vhu_uring_fdatasync(vhu_uring *ring, int fd, uint64_t tag);
 
+/// The number of completions waiting to be reaped.
+unsigned vhu_uring_ready(vhu_uring *ring);
+
 /// Submits everything queued; returns the number submitted or -errno.
 int vhu_uring_submit(vhu_uring *ring);
 /// Stores up to `max` finished operations (tag, result: bytes or -errno); returns their count.

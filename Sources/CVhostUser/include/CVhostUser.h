@@ -27,6 +27,8 @@ int vhu_eventfd(unsigned int initval);
 int vhu_fallocate(int fd, int zero, uint64_t offset, uint64_t length);
 /// pwritev2(2) with RWF_DSYNC: bytes written or -1.
 ssize_t vhu_pwritev_dsync(int fd, const struct iovec *iov, int count, uint64_t offset);
+/// The file system type (statfs f_type) of the file behind `fd`, or -1.
+int64_t vhu_fs_type(int fd);
 /// The O_DIRECT open flag.
 int vhu_o_direct(void);
 

@@ -62,9 +62,12 @@ public protocol QueueHandler: AnyObject {
     /// Descriptors whose readiness should wake the worker, e.g. an io_uring completion eventfd.
     /// The worker only waits on them; `process` drains them.
     var wakeDescriptors: [Int32] { get }
+    /// Whether the handler has work without a kick (e.g. finished I/O): checked while the worker polls.
+    var hasPendingWork: Bool { get }
 }
 
 extension QueueHandler {
     public func stop(_ queue: Virtqueue) {}
     public var wakeDescriptors: [Int32] { [] }
+    public var hasPendingWork: Bool { false }
 }

@@ -101,7 +101,7 @@ final class QueueWorker: @unchecked Sendable {
     private func spinForWork() -> Bool {
         let deadline = monotonicNanoseconds() &+ pollNanoseconds
         repeat {
-            if queue.hasAvailable { return true }
+            if queue.hasAvailable || handler.hasPendingWork { return true }
             if stopping { return false }
         } while monotonicNanoseconds() < deadline
         return false
