@@ -183,14 +183,17 @@ struct BlockRequestTests {
     func resize() throws {
         let bench = try BlockTestBench(sizeBytes: 1 << 20)
         let backendSocket = try #require(bench.setup.backendSocket)
+        let frontend = try #require(bench.queue.connection)
+        // Requests are handled in order: once this GET is answered, the back-end channel is in place.
+        _ = try frontend.getQueueNum()
         let fd = open(bench.image!, O_RDWR)
         ftruncate(fd, 2 << 20)
         close(fd)
         #expect(bench.device.checkResize() == 2 << 20)
-        let channel = MessageChannel(socket: backendSocket)
-        let message = try #require(try channel.receive())
+        var p = pollfd(fd: backendSocket.rawValue, events: Int16(POLLIN), revents: 0)
+        try #require(poll(&p, 1, 5000) == 1, "no config change message within 5 s")
+        let message = try #require(try MessageChannel(socket: backendSocket).receive())
         #expect(message.header.request == BackendRequest.configChangeMsg.rawValue)
-        let frontend = try #require(bench.queue.connection)
         let config = try frontend.getConfig(offset: 0, count: 8).data
         #expect(config.reversed().reduce(0) { $0 << 8 | UInt64($1) } == (2 << 20) / 512)
         #expect(try bench.read(sector: 3000, length: 512).0 == Self.ok, "the new space is readable")
