@@ -132,6 +132,35 @@ struct SessionTests {
         #expect(try f.getConfig(offset: 0, count: 4).data == [0xa0, 0xa1, 0xa2, 0xa3])
     }
 
+    @Test("RESET_DEVICE keeps guest memory: QEMU with CONFIGURE_MEM_SLOTS restarts the rings without re-adding regions")
+    func resetDeviceKeepsMemory() throws {
+        let daemon = try InProcessDaemon(device: LoopbackDevice())
+        defer { daemon.stop() }
+        let f = try daemon.connect()
+        let memory = try FakeGuestMemory()
+        let q = try FakeQueue(index: 0, size: 32, memory: memory)
+        try manualSetUpWithRegions(f, memory: memory, q: q, regions: [0])
+        try expectEcho(q)
+        try expectAck(f, .resetDevice)
+        // What QEMU 10 sends after the guest resets the device: its shadow copy of the regions
+        // says the back-end has them, so no ADD_MEM_REG.
+        let q2 = try FakeQueue(index: 0, size: 32, memory: memory)
+        try expectAck(f, .setFeatures, U64Payload(f.features).encoded())
+        try expectAck(f, .setVringNum, VringState(index: 0, num: 32).encoded())
+        try expectAck(f, .setVringBase, VringState(index: 0, num: 0).encoded())
+        try expectAck(f, .setVringAddr, q2.address.encoded())
+        try expectAck(f, .setVringCall, VringFile(index: 0, hasFile: true).payload.encoded(), descriptors: [q2.call.rawValue])
+        try expectAck(f, .setVringKick, VringFile(index: 0, hasFile: true).payload.encoded(), descriptors: [q2.kick.rawValue])
+        try expectAck(f, .setVringEnable, VringState(index: 0, num: 1).encoded())
+        q2.eventIdx = f.features & VirtioFeature.ringEventIdx != 0
+        try expectEcho(q2)
+        // A front-end that does re-add the same region after a reset is served too.
+        try expectAck(f, .resetDevice)
+        try expectAck(f, .addMemReg, SingleMemoryRegion(memory.regions[0]).encoded(), descriptors: [memory.file.rawValue])
+        try expectAck(f, .remMemReg, SingleMemoryRegion(memory.regions[0]).encoded(), descriptors: [memory.file.rawValue])
+        try expectNack(f, .remMemReg, SingleMemoryRegion(memory.regions[0]).encoded(), descriptors: [memory.file.rawValue])
+    }
+
     // MARK: Memory
 
     @Test("a second SET_MEM_TABLE replaces guest memory; running rings restart on it and keep serving")

@@ -31,12 +31,16 @@ extension Session {
 
         case .resetOwner, .resetDevice:
             try expect(m, descriptors: 0)
-            // Protocol features belong to the connection, not the device: front-ends negotiate them once
-            // after connecting and re-initialise a reset device without renegotiating (QEMU's
-            // vhost_dev_start then sends SET_MEM_TABLE with NEED_REPLY and waits for the ack).
+            // Protocol features and guest memory belong to the connection, not the device: front-ends
+            // negotiate and share them once after connecting and re-initialise a reset device without
+            // repeating either. QEMU with CONFIGURE_MEM_SLOTS only sends the regions that changed
+            // since its last ADD_MEM_REG (none, after a guest reset), so a back-end that forgot its
+            // memory here could never run a ring again (libvhost-user's reset keeps it too).
             let negotiated = protocolFeatures
+            let shared = memory
             resetState()
             protocolFeatures = negotiated
+            memory = shared
             return nil
 
         case .getProtocolFeatures:
@@ -75,7 +79,14 @@ extension Session {
         case .addMemReg:
             let region = try SingleMemoryRegion(decoding: m.payload, for: request).region
             try expect(m, descriptors: 1)
-            let newMemory = try memory.adding(try MappedRegion(region, file: m.descriptors[0], request: request))
+            // A front-end that re-adds a region it added before (after a reset) replaces it.
+            var current = memory
+            if current.regions.contains(where: {
+                $0.guestPhysicalAddress == region.guestPhysicalAddress && $0.size == region.size && $0.userAddress == region.userAddress
+            }) {
+                current = try current.removing(region)
+            }
+            let newMemory = try current.adding(try MappedRegion(region, file: m.descriptors[0], request: request))
             stopAllQueues()
             memory = newMemory
             return nil
