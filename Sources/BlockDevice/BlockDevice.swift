@@ -1,6 +1,9 @@
 import Logging
 import Synchronization
 import VhostUserKit
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// virtio-blk (virtio 1.2, 5.2) over a raw image, a host block device or the null target.
 public final class BlockDevice: VhostUserDevice {
@@ -84,6 +87,13 @@ public final class BlockDevice: VhostUserDevice {
     }
 
     public func backendChannelChanged(_ channel: BackendChannel?) { backendChannel.withLock { $0 = channel } }
+
+    /// The front-end disconnected or reset the device (the queues have stopped and their I/O finished):
+    /// make every acknowledged write stable, whatever the write cache mode was.
+    public func reset() {
+        guard backend.fd >= 0, !backend.readOnly else { return }
+        if fdatasync(backend.fd) != 0 { logger.error("flush on disconnect failed: \(String(cString: strerror(errno)))") }
+    }
 
     /// Re-reads the disk size; when it changed, tells the front-end so the guest sees the new capacity
     /// without a reboot. Returns the new size when it changed.
