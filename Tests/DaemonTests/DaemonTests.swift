@@ -45,7 +45,8 @@ struct DaemonTests {
         // systemd-socket-activate listens, and starts the daemon at the first connection attempt.
         try daemon.waitForStandardError(containing: "Listening on \(path)")
         try expectServed(try FakeFrontend.connect(to: path))
-        #expect(daemon.standardError.contains("vhost-user-rng: listening on inherited socket fd 3"), "\(daemon.diagnostics)")
+        // The daemon was handed the socket systemd-socket-activate made (its log may still be in flight).
+        try daemon.waitForStandardError(containing: "vhost-user-rng: listening on inherited socket fd 3")
     }
 
     @Test("hand-made LISTEN_FDS=1 with LISTEN_FDNAMES=vhost-user: served")
@@ -91,8 +92,10 @@ struct DaemonTests {
 
     @Test("--fd N of a connected socket: served once, and the daemon exits 0 when the front-end closes")
     func fdConnected() throws {
+        let tmp = try TemporaryDirectory()
+        let notify = try NotifySocket(path: "\(tmp.path)/notify")
         var pair: (OwnedDescriptor, OwnedDescriptor)? = try socketPair()
-        let daemon = try DaemonProcess(["--fd", "3"], descriptors: [3: pair!.1.rawValue])
+        let daemon = try DaemonProcess(["--fd", "3"], environment: ["NOTIFY_SOCKET": notify.path], descriptors: [3: pair!.1.rawValue])
         defer { daemon.stop() }
         do {
             let frontend = FakeFrontend(socket: pair!.0)
@@ -100,6 +103,31 @@ struct DaemonTests {
             try expectServed(frontend)
         }
         #expect(daemon.waitForExit() == 0, "\(daemon.diagnostics)")
+        try notify.waitFor("READY=1") { $0.split(separator: "\n").contains("READY=1") }
+        try notify.waitFor("STOPPING=1") { $0.split(separator: "\n").contains("STOPPING=1") }
+    }
+
+    @Test("a second daemon on a live socket path fails; after the first is killed, the stale file is replaced")
+    func socketPathInUseAndStale() throws {
+        let tmp = try TemporaryDirectory()
+        let path = "\(tmp.path)/rng.sock"
+        let first = try DaemonProcess(["--socket-path", path])
+        defer { first.stop() }
+        try first.waitForStandardError(containing: "listening on \(path)")
+
+        let second = try DaemonProcess(["--socket-path", path])
+        defer { second.stop() }
+        #expect(second.waitForExit() == 1, "\(second.diagnostics)")
+        #expect(second.standardErrorLines.count == 1 && second.standardError.contains("another process is listening on \(path)"),
+                "\(second.diagnostics)")
+        try expectServed(try FakeFrontend.connect(to: path))  // the first is undisturbed
+
+        first.stop()  // SIGKILL: the socket file stays behind
+        #expect(inode(of: path) != nil)
+        let third = try DaemonProcess(["--socket-path", path])
+        defer { third.stop() }
+        try third.waitForStandardError(containing: "listening on \(path)")
+        try expectServed(try FakeFrontend.connect(to: path))
     }
 
     // MARK: sd_notify
@@ -145,15 +173,16 @@ struct DaemonTests {
 
     // MARK: Shutdown
 
-    @Test("SIGTERM while a front-end is connected and its queue runs: exit 0 within a couple of seconds")
-    func sigtermWhileServing() throws {
+    @Test("SIGTERM (or SIGINT) while a front-end is connected and its queue runs: exit 0 within a couple of seconds",
+          arguments: [SIGTERM, SIGINT])
+    func sigtermWhileServing(signal: Int32) throws {
         let tmp = try TemporaryDirectory()
         let path = "\(tmp.path)/rng.sock"
         let daemon = try DaemonProcess(["--socket-path", path])
         defer { daemon.stop() }
         try daemon.waitForStandardError(containing: "listening on \(path)")
         let served = try expectServed(try FakeFrontend.connect(to: path))
-        daemon.send(SIGTERM)
+        daemon.send(signal)
         #expect(daemon.waitForExit(timeout: .seconds(3)) == 0, "\(daemon.diagnostics)")
         withExtendedLifetime(served) {}
     }
@@ -247,6 +276,17 @@ struct DaemonTests {
         let lines = try failure([])
         #expect(lines.count == 1, "\(lines)")
         #expect(lines.first.map { $0.contains("--socket-path") && $0.contains("--fd") } == true, "\(lines)")
+    }
+
+    @Test("LISTEN_FDS meant for another process (LISTEN_PID differs) is ignored: exit 1, no socket")
+    func listenFDsForAnotherProcess() throws {
+        let tmp = try TemporaryDirectory()
+        let listener = try makeListeningSocket(at: "\(tmp.path)/rng.sock")
+        let daemon = try DaemonProcess([], environment: ["LISTEN_FDS": "1", "LISTEN_PID": "1", "LISTEN_FDNAMES": "vhost-user"],
+                                       descriptors: [3: listener.rawValue])
+        defer { daemon.stop() }
+        #expect(daemon.waitForExit() == 1, "\(daemon.diagnostics)")
+        #expect(daemon.standardErrorLines.count == 1 && daemon.standardError.contains("no socket"), "\(daemon.diagnostics)")
     }
 
     @Test("--source of a missing file: a non-zero exit and a line naming the path")
