@@ -97,12 +97,14 @@ final class QueueWorker: @unchecked Sendable {
     }
 
     /// Busy-polls the ring for up to `pollNanoseconds`: a cross-core wake-up costs tens of microseconds,
-    /// so a busy queue is cheaper to poll briefly than to sleep on.
+    /// so a busy queue is cheaper to poll briefly than to sleep on. Each round yields the CPU, so
+    /// workers that share a core (more queues than cores) poll in turn instead of starving each other.
     private func spinForWork() -> Bool {
         let deadline = monotonicNanoseconds() &+ pollNanoseconds
         repeat {
             if queue.hasAvailable || handler.hasPendingWork { return true }
             if stopping { return false }
+            sched_yield()
         } while monotonicNanoseconds() < deadline
         return false
     }
