@@ -35,6 +35,10 @@ public final class BlockDevice: VhostUserDevice {
         guard options.serial.utf8.count <= VirtioBlock.idLength else {
             throw BlockBackendError("--serial may have at most \(VirtioBlock.idLength) bytes")
         }
+        // Asked for by name, io_uring must work now: failing at start-up beats a silent fallback.
+        if options.engine == .ioUring && URingEngine(depth: 8) == nil {
+            throw BlockBackendError("--engine io_uring: io_uring is unavailable (\(String(cString: strerror(errno)))); use --engine threads")
+        }
         self.backend = backend
         self.options = options
         self.logger = logger

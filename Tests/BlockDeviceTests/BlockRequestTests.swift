@@ -198,4 +198,22 @@ struct BlockRequestTests {
         #expect(config.reversed().reduce(0) { $0 << 8 | UInt64($1) } == (2 << 20) / 512)
         #expect(try bench.read(sector: 3000, length: 512).0 == Self.ok, "the new space is readable")
     }
+
+    @Test("O_DIRECT: page-aligned and unaligned guest buffers both reach the disk", arguments: [IOEngineKind.ioUring, .threads])
+    func direct(engine: IOEngineKind) throws {
+        let bench = try BlockTestBench(direct: true, engine: engine)
+        #expect(bench.device.backend.direct)
+        for misalignment in [0, 8] {
+            let data = pattern(8192, seed: UInt8(misalignment + 1))
+            let h = bench.header(1, sector: 16), d = bench.memory.allocate(8192 + 4096, alignment: 4096) + UInt64(misalignment)
+            let s = bench.memory.allocate(1)
+            bench.memory.write(data, at: d)
+            #expect(try bench.run([.readable(h, 16), .readable(d, 8192), .writable(s, 1)], status: s).1 == Self.ok)
+            #expect(bench.fileBytes(at: 16 * 512, count: 8192) == data, "misalignment \(misalignment)")
+            let h2 = bench.header(0, sector: 16), d2 = bench.memory.allocate(8192 + 4096, alignment: 4096) + UInt64(misalignment)
+            let s2 = bench.memory.allocate(1)
+            #expect(try bench.run([.readable(h2, 16), .writable(d2, 8192), .writable(s2, 1)], status: s2).1 == Self.ok)
+            #expect(bench.memory.read(d2, count: 8192) == data)
+        }
+    }
 }

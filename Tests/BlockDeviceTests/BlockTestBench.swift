@@ -15,7 +15,7 @@ final class BlockTestBench {
     let setup: FrontendSetup
     var queue: FakeQueue { setup.queues[0] }
 
-    init(sizeBytes: Int = 1 << 20, target: String = "file", readOnly: Bool = false, logicalBlockSize: Int = 512,
+    init(sizeBytes: Int = 1 << 20, target: String = "file", readOnly: Bool = false, direct: Bool = false, logicalBlockSize: Int = 512,
          engine: IOEngineKind = .ioUring, queues: Int = 1, serial: String = "disk-0123", profile: FrontendProfile = .qemu,
          maskFeatures: UInt64 = 0) throws {
         var path: String?
@@ -35,7 +35,7 @@ final class BlockTestBench {
         options.serial = serial
         options.queueCount = queues
         options.engine = engine
-        device = try BlockDevice(backend: BlockBackend(target: backendTarget, readOnly: readOnly, logicalBlockSize: logicalBlockSize), options: options)
+        device = try BlockDevice(backend: BlockBackend(target: backendTarget, readOnly: readOnly, direct: direct, logicalBlockSize: logicalBlockSize), options: options)
         daemon = try InProcessDaemon(device: device)
         memory = try FakeGuestMemory(size: 8 << 20, regionCount: 2)
         setup = try daemon.connect().setUp(profile, memory: memory, queueSizes: Array(repeating: 128, count: queues), maskFeatures: maskFeatures)
