@@ -2,6 +2,7 @@
 #   make                      release build of every daemon
 #   make install PREFIX=/usr DESTDIR=/tmp/pkg
 #   make check-units          systemd-analyze verify + security (exposure <= 2.0 for every service)
+#   make check-install        install into a temporary DESTDIR and check the tree it lays out
 PREFIX ?= /usr/local
 DESTDIR ?=
 LIBEXECDIR ?= $(PREFIX)/libexec
@@ -13,7 +14,7 @@ MAX_EXPOSURE ?= 2.0
 DAEMONS := rng blk
 BUILDDIR := .build/release
 
-.PHONY: all build install check-units check-man
+.PHONY: all build install check-units check-man check-install
 all: build
 
 build:
@@ -50,3 +51,19 @@ check-units:
 check-man:
 	scripts/generate-man --check
 	for page in man/*.[78]; do man -l $$page > /dev/null || exit 1; done
+
+check-install:
+	tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	$(MAKE) --no-print-directory install DESTDIR=$$tmp PREFIX=/usr > /dev/null && \
+	for d in $(DAEMONS); do \
+		for f in usr/libexec/vhost-user-$$d usr/lib/systemd/system/vhost-user-$$d@.service \
+			usr/lib/systemd/system/vhost-user-$$d@.socket usr/share/qemu/vhost-user/50-vhost-user-$$d.json \
+			usr/share/man/man8/vhost-user-$$d.8 usr/share/doc/vhost-user-devices/examples/$$d.conf.example; do \
+			test -f $$tmp/$$f || { echo "missing after install: /$$f" >&2; exit 1; }; \
+		done; \
+		man -l $$tmp/usr/share/man/man8/vhost-user-$$d.8 > /dev/null || exit 1; \
+		grep -q '"binary": "/usr/libexec/vhost-user-'$$d'"' $$tmp/usr/share/qemu/vhost-user/50-vhost-user-$$d.json || { echo "50-vhost-user-$$d.json names the wrong binary" >&2; exit 1; }; \
+		type=$$($$tmp/usr/libexec/vhost-user-$$d --print-capabilities | sed -n 's/.*"type": "\(.*\)".*/\1/p'); \
+		grep -q '"type": "'$$type'"' $$tmp/usr/share/qemu/vhost-user/50-vhost-user-$$d.json || { echo "vhost-user-$$d: capabilities type $$type differs from its descriptor" >&2; exit 1; }; \
+		echo "vhost-user-$$d: installed (binary, units, descriptor type $$type, man page)"; \
+	done && man -l $$tmp/usr/share/man/man7/vhost-user-devices.7 > /dev/null
