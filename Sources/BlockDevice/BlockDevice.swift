@@ -21,6 +21,9 @@ public final class BlockDevice: VhostUserDevice {
     public let options: Options
     let serialBytes: [UInt8]
     let segMax: UInt32
+    /// Data segments a request may have and still be served (more than advertised, for front-ends
+    /// with bigger rings that ignore seg_max).
+    let acceptedSegments: Int
     let maxRanges: UInt32 = 32
     let maxDiscardSectors: UInt32 = 1 << 22
     private let writebackFlag: Atomic<Bool>
@@ -43,8 +46,12 @@ public final class BlockDevice: VhostUserDevice {
         self.options = options
         self.logger = logger
         serialBytes = Array(options.serial.utf8) + [UInt8](repeating: 0, count: VirtioBlock.idLength - options.serial.utf8.count)
-        // Two descriptors of every chain are the header and the status byte.
-        segMax = UInt32(max(1, min(options.queueSize - 2, 254)))
+        // Two descriptors of every chain are the header and the status byte. The front-end reads the
+        // config (GET_CONFIG) before it says how big its rings are, and Linux fills a request's indirect
+        // table up to seg_max + 2 descriptors, which must not exceed the ring size (virtio 1.2, 2.7.5.3.1):
+        // assume no more than QEMU's default queue-size of 128, as qemu-storage-daemon does (126).
+        segMax = UInt32(max(1, min(options.queueSize, 128) - 2))
+        acceptedSegments = max(Int(segMax), min(options.queueSize - 2, 254))
         writebackFlag = Atomic(options.writeback)
     }
 

@@ -25,7 +25,7 @@ final class BlockQueue: QueueHandler {
     private var iovecs: UnsafeMutablePointer<UnsafeMutablePointer<iovec>?>?
     private var slotCount = 0
     private var inFlight = 0
-    /// iovecs one request may use: the advertised seg_max plus room for buffers that cross regions.
+    /// iovecs one request may use: the segments accepted plus room for buffers that cross regions.
     private let iovecCapacity: Int
 
     init(device: BlockDevice, engine: any IOEngine, features: UInt64, logger: Logger) {
@@ -34,7 +34,7 @@ final class BlockQueue: QueueHandler {
         self.engine = engine
         self.flushNegotiated = features & VirtioBlock.Feature.flush != 0
         self.logger = logger
-        self.iovecCapacity = Int(device.segMax) + 16
+        self.iovecCapacity = device.acceptedSegments + 16
     }
 
     deinit {

@@ -161,6 +161,9 @@ struct BlockRequestTests {
         func u64(_ o: Int) -> UInt64 { config[o..<o + 8].reversed().reduce(0) { $0 << 8 | UInt64($1) } }
         #expect(u64(0) == (8 << 20) / 512)
         #expect(u32(20) == 4096)
+        // seg_max + header + status fit QEMU's default 128-entry rings (vhost-user-blk-pci queue-size),
+        // whatever the daemon's --queue-size: Linux fills indirect tables up to seg_max + 2.
+        #expect(u32(12) == 126, "seg_max")
         #expect(config[32] == 1, "writeback")
         #expect(UInt16(config[34]) | UInt16(config[35]) << 8 == 2)
         #expect(u32(44) == 8, "discard alignment in sectors")
