@@ -18,22 +18,33 @@ public struct GuestDaemon: Sendable {
     public var qemuDevice: String
     /// Appended to the `-device` option, e.g. `,num-queues=2`.
     public var qemuDeviceOptions: String = ""
+    /// Appended to the `-chardev socket` option, e.g. `,reconnect-ms=500` so that QEMU reconnects
+    /// to a daemon that `GuestControl.restartDaemon` restarts.
+    public var qemuChardevOptions: String = ""
     /// The line on the daemon's stderr (or stdout) that says it is ready; `{socket}` is replaced.
     public var readinessLine: String = "listening on {socket}"
 
     /// A daemon of this package: `executable --socket-path SOCKET arguments...`.
-    public init(executable: String, arguments: [String] = [], qemuDevice: String, qemuDeviceOptions: String = "") {
+    public init(
+        executable: String, arguments: [String] = [], qemuDevice: String, qemuDeviceOptions: String = "",
+        qemuChardevOptions: String = ""
+    ) {
         self.launch = .product(executable)
         self.arguments = arguments
         self.qemuDevice = qemuDevice
         self.qemuDeviceOptions = qemuDeviceOptions
+        self.qemuChardevOptions = qemuChardevOptions
     }
 
     /// Any backend, started with a full command line, ready when it prints `readinessLine`.
-    public init(command: [String], readinessLine: String, qemuDevice: String, qemuDeviceOptions: String = "") {
+    public init(
+        command: [String], readinessLine: String, qemuDevice: String, qemuDeviceOptions: String = "",
+        qemuChardevOptions: String = ""
+    ) {
         self.launch = .command(command)
         self.readinessLine = readinessLine
         self.qemuDevice = qemuDevice
         self.qemuDeviceOptions = qemuDeviceOptions
+        self.qemuChardevOptions = qemuChardevOptions
     }
 }

@@ -40,9 +40,16 @@ public enum GuestTestBed {
     /// `script` with `sh` and returns its output and exit status.
     ///
     /// `timeout` bounds each daemon's start and the whole QEMU run; QEMU is killed when it expires
-    /// (it blocks forever when a daemon accepts the connection but never answers).
+    /// (it blocks forever when a daemon accepts the connection but never answers). The guest has
+    /// `cpus` virtual CPUs (a multi-queue driver uses at most one queue per CPU).
+    ///
+    /// `hostAction`, when given, runs on a thread of its own once QEMU has started: it acts on the
+    /// host while the guest runs, in step with the lines the guest script prints (see
+    /// `GuestControl`). When it throws, QEMU is killed and the run fails with its error; the run
+    /// waits for it to return after QEMU exits.
     public static func run(
-        daemons: [GuestDaemon], modules: [String], script: String, timeout: Duration
+        daemons: [GuestDaemon], modules: [String], script: String, timeout: Duration, cpus: Int = 1,
+        hostAction: (@Sendable (GuestControl) throws -> Void)? = nil
     ) throws -> GuestResult {
         guestLock.lock()
         defer { guestLock.unlock() }
@@ -55,16 +62,9 @@ public enum GuestTestBed {
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: tmp) }
 
-        var running: [RunningDaemon] = []
-        defer { running.forEach { $0.stop() } }
-        for (index, daemon) in daemons.enumerated() {
-            let socket = "\(tmp)/\(index).sock"
-            let process = try RunningDaemon.start(daemon, socket: socket)
-            running.append(process)
-            try process.waitUntilReady(
-                line: daemon.readinessLine.replacingOccurrences(of: "{socket}", with: socket),
-                timeout: timeout)
-        }
+        let running = DaemonSet(daemons: daemons, directory: tmp)
+        defer { running.stopAll() }
+        try running.startAll(timeout: timeout)
 
         let nonce = UUID().uuidString
         let initramfs = "\(tmp)/initramfs.cpio"
@@ -78,20 +78,30 @@ public enum GuestTestBed {
             "-accel", "tcg", "-cpu", "max",
             "-machine", "q35,memory-backend=mem",
             "-object", "memory-backend-memfd,id=mem,size=512M,share=on", "-m", "512M",
-            "-smp", "1", "-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
+            "-smp", "\(cpus)", "-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
             "-serial", "file:\(consolePath)", "-serial", "file:\(outputPath)",
             "-kernel", cache.kernel, "-initrd", initramfs,
             "-append", "console=ttyS0 panic=-1",
         ]
         for (index, daemon) in daemons.enumerated() {
             arguments += [
-                "-chardev", "socket,id=c\(index),path=\(tmp)/\(index).sock",
+                "-chardev", "socket,id=c\(index),path=\(running.sockets[index])\(daemon.qemuChardevOptions)",
                 "-device", "\(daemon.qemuDevice),chardev=c\(index)\(daemon.qemuDeviceOptions)",
             ]
         }
 
+        // The host action watches the output file from before QEMU opens it.
+        let watcher = try hostAction.map { _ in try OutputWatcher(path: outputPath) }
         let qemuLogPath = "\(tmp)/qemu.log"
-        let exit = try runQEMU(arguments: arguments, logPath: qemuLogPath, timeout: timeout)
+        let exit = try runQEMU(arguments: arguments, logPath: qemuLogPath, timeout: timeout) { qemuProcess in
+            guard let hostAction, let watcher else { return nil }
+            return HostActionThread.start(hostAction, GuestControl(daemons: running, output: watcher)) {
+                qemuProcess.kill(SIGKILL)
+            }
+        } afterExit: { action in
+            watcher?.finish()
+            return action?.join(timeout: timeout)
+        }
 
         let console = readText(consolePath)
         let rawOutput = readText(outputPath).replacingOccurrences(of: "\r", with: "")
@@ -100,12 +110,20 @@ public enum GuestTestBed {
             text += "QEMU output:\n\(tail(readText(qemuLogPath)))\n"
             text += "guest console (tail):\n\(tail(console))\n"
             text += "guest output:\n\(tail(rawOutput))\n"
-            for (index, daemon) in running.enumerated() {
-                text += "daemon \(index) (\(daemon.commandLine)) log:\n\(tail(daemon.log))\n"
+            for (index, (commandLine, log)) in zip(running.commandLines, running.logs).enumerated() {
+                text += "daemon \(index) (\(commandLine)) log:\n\(tail(log))\n"
             }
             return GuestTestBedError(text)
         }
-        switch exit {
+        switch exit.actionOutcome {
+        case .failed(let error)?:
+            throw failure("the host action failed: \(error)")
+        case .stillRunning?:
+            throw failure("the host action did not return within \(timeout) of QEMU's exit")
+        case .returned?, nil:
+            break
+        }
+        switch exit.qemu {
         case .timedOut:
             let hint = console.isEmpty ? " (the guest never started: QEMU may be waiting for a daemon's reply)" : ""
             throw failure("QEMU did not finish within \(timeout); killed\(hint)")
@@ -119,21 +137,67 @@ public enum GuestTestBed {
         }
         return GuestResult(
             output: parsed.output, status: parsed.status, consoleLog: console,
-            daemonLogs: running.map(\.log))
+            daemonLogs: running.logs)
     }
 
     private enum QEMUExit { case exited(Int32), timedOut }
 
-    private static func runQEMU(arguments: [String], logPath: String, timeout: Duration) throws -> QEMUExit {
+    /// Runs QEMU until it exits or `timeout` passes (then kills it). `whileRunning` starts what
+    /// runs beside it (the host action); `afterExit` ends that once QEMU is gone.
+    private static func runQEMU(
+        arguments: [String], logPath: String, timeout: Duration,
+        whileRunning: (ChildProcess) -> HostActionThread?,
+        afterExit: (HostActionThread?) -> HostActionThread.Outcome?
+    ) throws -> (qemu: QEMUExit, actionOutcome: HostActionThread.Outcome?) {
         let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard log >= 0 else { throw GuestTestBedError("cannot create \(logPath): errno \(errno)") }
         defer { close(log) }
         let process = try ChildProcess(command: [try findInPath(qemu)] + arguments, output: log)
-        guard let status = process.wait(timeout: timeout) else {
+        let action = whileRunning(process)
+        let exit: QEMUExit
+        if let status = process.wait(timeout: timeout) {
+            exit = .exited(status)
+        } else {
             process.kill(SIGKILL)
             _ = process.wait(timeout: nil)
-            return .timedOut
+            exit = .timedOut
         }
-        return .exited(status)
+        return (exit, afterExit(action))
+    }
+}
+
+/// The thread a host action runs on.
+final class HostActionThread: @unchecked Sendable {
+    enum Outcome { case returned, failed(any Error), stillRunning }
+
+    private let done = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var error: (any Error)?
+
+    /// Runs `action` on a new thread; `onError` runs there when it throws.
+    static func start(
+        _ action: @escaping @Sendable (GuestControl) throws -> Void, _ control: GuestControl,
+        onError: @escaping @Sendable () -> Void
+    ) -> HostActionThread {
+        let thread = HostActionThread()
+        Thread.detachNewThread {
+            do {
+                try action(control)
+            } catch {
+                thread.lock.lock()
+                thread.error = error
+                thread.lock.unlock()
+                onError()
+            }
+            thread.done.signal()
+        }
+        return thread
+    }
+
+    func join(timeout: Duration) -> Outcome {
+        guard done.wait(timeout: .now() + timeout.timeInterval) == .success else { return .stillRunning }
+        lock.lock()
+        defer { lock.unlock() }
+        return error.map { .failed($0) } ?? .returned
     }
 }

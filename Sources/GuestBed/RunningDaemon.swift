@@ -87,6 +87,21 @@ final class RunningDaemon: @unchecked Sendable {
         }
     }
 
+    /// Waits (up to `timeout`) until the daemon's output has ended, e.g. after it exited, and returns it all.
+    func finalLog(timeout: Duration) -> String {
+        let deadline = Date(timeIntervalSinceNow: timeout.timeInterval)
+        condition.lock()
+        defer { condition.unlock() }
+        while !ended && condition.wait(until: deadline) {}
+        return String(decoding: buffer, as: UTF8.self)
+    }
+
+    /// Sends `signal` to the daemon's process group (nothing once it has been reaped).
+    func kill(_ signal: Int32) { process.kill(signal) }
+
+    /// The exit status, or nil when the daemon is still running after `timeout`.
+    func waitForExit(timeout: Duration) -> Int32? { process.wait(timeout: timeout) }
+
     /// SIGTERM to the daemon's process group, then SIGKILL if it has not exited within 5 s.
     func stop() {
         process.kill(SIGTERM)

@@ -1,0 +1,83 @@
+// The daemons of one guest run: started before QEMU, restarted on the host side's request while
+// the guest runs, stopped after it.
+
+import Foundation
+import Glibc
+
+/// The running daemons of one guest run, each on its own socket in the run's directory.
+final class DaemonSet: @unchecked Sendable {
+    private let lock = NSLock()
+    private let daemons: [GuestDaemon]
+    let sockets: [String]
+    private var current: [RunningDaemon] = []
+    /// The output of each daemon's earlier incarnations (those that were restarted).
+    private var earlierLogs: [String]
+    private var stopped = false
+
+    init(daemons: [GuestDaemon], directory: String) {
+        self.daemons = daemons
+        sockets = daemons.indices.map { "\(directory)/\($0).sock" }
+        earlierLogs = daemons.map { _ in "" }
+    }
+
+    private func readinessLine(_ index: Int) -> String {
+        daemons[index].readinessLine.replacingOccurrences(of: "{socket}", with: sockets[index])
+    }
+
+    /// Starts every daemon in order, each once the previous one is ready.
+    func startAll(timeout: Duration) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        for index in daemons.indices {
+            let process = try RunningDaemon.start(daemons[index], socket: sockets[index])
+            current.append(process)
+            try process.waitUntilReady(line: readinessLine(index), timeout: timeout)
+        }
+    }
+
+    /// Sends `signal` to daemon `index`, waits for it to exit, starts it again on the same socket
+    /// and waits until it is ready (each step within `timeout`).
+    func restart(_ index: Int, signal: Int32, timeout: Duration) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !stopped else { throw GuestTestBedError("daemon \(index): the guest run is over; not restarting") }
+        guard current.indices.contains(index) else { throw GuestTestBedError("there is no daemon \(index)") }
+        let old = current[index]
+        old.kill(signal)
+        guard let status = old.waitForExit(timeout: timeout) else {
+            throw GuestTestBedError("daemon \(index) (\(old.commandLine)) did not exit within \(timeout) of signal \(signal)")
+        }
+        earlierLogs[index] += old.finalLog(timeout: .seconds(5))
+            + "\n--- exited with status \(status) after signal \(signal); restarted ---\n"
+        let process = try RunningDaemon.start(daemons[index], socket: sockets[index])
+        current[index] = process
+        try process.waitUntilReady(line: readinessLine(index), timeout: timeout)
+    }
+
+    /// Sends `signal` to daemon `index`'s process group.
+    func signal(_ index: Int, _ signal: Int32) {
+        lock.lock()
+        defer { lock.unlock() }
+        if current.indices.contains(index) { current[index].kill(signal) }
+    }
+
+    func stopAll() {
+        lock.lock()
+        defer { lock.unlock() }
+        stopped = true
+        current.forEach { $0.stop() }
+    }
+
+    /// Each daemon's output, its earlier incarnations' first.
+    var logs: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return current.indices.map { earlierLogs[$0] + current[$0].log }
+    }
+
+    var commandLines: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return current.map(\.commandLine)
+    }
+}

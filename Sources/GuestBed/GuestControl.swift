@@ -1,0 +1,160 @@
+// The host side of a guest run: code that acts while the guest runs (grows a disk image, restarts
+// a daemon), in step with the guest through lines the guest script prints.
+//
+//     try GuestTestBed.run(daemons: [blk], modules: ["virtio_blk"], script: """
+//             echo @@grow
+//             while [ "$(cat /sys/block/vda/size)" = 131072 ]; do sleep 0.2; done
+//             """, timeout: .seconds(60),
+//         hostAction: { control in
+//             try control.waitForLine("@@grow", timeout: .seconds(30))
+//             truncate(image, 128 << 20)
+//         })
+//
+// The host waits for the guest's lines on the guest's output port (a file QEMU writes, watched
+// with inotify): it never sleeps to guess when the guest got somewhere.
+
+import Foundation
+import Glibc
+
+/// What a host action can do while the guest runs (see the file comment). One thread at a time.
+public final class GuestControl: @unchecked Sendable {
+    private let daemons: DaemonSet
+    private let output: OutputWatcher
+
+    init(daemons: DaemonSet, output: OutputWatcher) {
+        self.daemons = daemons
+        self.output = output
+    }
+
+    /// Waits until the guest script prints a line for which `predicate` is true and returns it.
+    /// Lines are consumed in order: each wait only looks at the lines after the one the previous
+    /// wait returned. Throws when `timeout` passes or the guest run ends first.
+    @discardableResult
+    public func waitForLine(timeout: Duration, where predicate: (String) -> Bool) throws -> String {
+        try output.waitForLine(timeout: timeout, where: predicate)
+    }
+
+    /// Waits until the guest script prints exactly `line` (see `waitForLine(timeout:where:)`).
+    public func waitForLine(_ line: String, timeout: Duration) throws {
+        _ = try output.waitForLine(timeout: timeout) { $0 == line }
+    }
+
+    /// Everything the guest has printed on its output port so far (markers included).
+    public var outputSoFar: String { output.text }
+
+    /// Kills daemon `index` (its process group) with `signal`, waits for it to exit, starts it
+    /// again on the same socket and waits for its readiness line. QEMU reconnects to it when the
+    /// daemon's `qemuChardevOptions` has `reconnect-ms`.
+    public func restartDaemon(_ index: Int, signal: Int32 = SIGKILL, timeout: Duration = .seconds(30)) throws {
+        try daemons.restart(index, signal: signal, timeout: timeout)
+    }
+
+    /// Sends `signal` (e.g. SIGHUP) to daemon `index`.
+    public func signalDaemon(_ index: Int, _ signal: Int32) { daemons.signal(index, signal) }
+
+    /// What daemon `index` has printed so far, its restarted incarnations' output first.
+    public func daemonLog(_ index: Int) -> String { daemons.logs[index] }
+}
+
+/// The lines of a file that QEMU appends the guest's output to, as they arrive (inotify).
+final class OutputWatcher: @unchecked Sendable {
+    private let lock = NSLock()
+    private let file: Int32
+    private let inotify: Int32
+    /// Readable once the guest run has ended.
+    private let endedReader: Int32
+    private let endedWriter: Int32
+    private var pending = Data()
+    private var lines: [String] = []
+    private var consumed = 0
+
+    /// Creates `path` empty and watches it.
+    init(path: String) throws {
+        file = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard file >= 0 else { throw GuestTestBedError("cannot create \(path): errno \(errno)") }
+        inotify = inotify_init1(Int32(IN_CLOEXEC | IN_NONBLOCK))
+        guard inotify >= 0, inotify_add_watch(inotify, path, UInt32(IN_MODIFY)) >= 0 else {
+            let error = errno
+            close(file)
+            if inotify >= 0 { close(inotify) }
+            throw GuestTestBedError("cannot watch \(path): errno \(error)")
+        }
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else {
+            close(file)
+            close(inotify)
+            throw GuestTestBedError("pipe: errno \(errno)")
+        }
+        (endedReader, endedWriter) = (fds[0], fds[1])
+        _ = fcntl(endedReader, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(endedWriter, F_SETFD, FD_CLOEXEC)
+    }
+
+    deinit {
+        [file, inotify, endedReader, endedWriter].forEach { close($0) }
+    }
+
+    /// Wakes waiters for good: the guest run is over.
+    func finish() {
+        var byte: UInt8 = 1
+        _ = write(endedWriter, &byte, 1)
+    }
+
+    var text: String {
+        lock.lock()
+        defer { lock.unlock() }
+        readNew()
+        return lines.map { $0 + "\n" }.joined() + String(decoding: pending, as: UTF8.self)
+    }
+
+    /// Appends what the file has gained to `lines` (complete lines) and `pending`. Under `lock`.
+    private func readNew() {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = read(file, &chunk, chunk.count)
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            pending.append(contentsOf: chunk[..<count])
+        }
+        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+            var line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
+            line.removeAll { $0 == "\r" }
+            lines.append(line)
+            pending.removeSubrange(pending.startIndex...newline)
+        }
+    }
+
+    private var lastLines: String { (lines.suffix(10) + [String(decoding: pending, as: UTF8.self)]).joined(separator: "\n") }
+
+    func waitForLine(timeout: Duration, where predicate: (String) -> Bool) throws -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        var ended = false
+        while true {
+            // Drain the notifications before reading, so that a write after the read wakes the poll.
+            var events = [UInt8](repeating: 0, count: 4096)
+            while read(inotify, &events, events.count) > 0 {}
+            readNew()
+            while consumed < lines.count {
+                let line = lines[consumed]
+                consumed += 1
+                if predicate(line) { return line }
+            }
+            if ended {
+                throw GuestTestBedError("the guest run ended before the guest printed the awaited line; its last lines:\n\(lastLines)")
+            }
+            let left = deadline - clock.now
+            guard left > .zero else {
+                throw GuestTestBedError("the guest did not print the awaited line within \(timeout); its last lines:\n\(lastLines)")
+            }
+            var fds = [pollfd(fd: inotify, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: endedReader, events: Int16(POLLIN), revents: 0)]
+            let milliseconds = Int32(min(left.timeInterval * 1000 + 1, 3_600_000))
+            if poll(&fds, 2, milliseconds) > 0 && fds[1].revents != 0 {
+                ended = true  // one more read: QEMU may have written just before it exited
+            }
+        }
+    }
+}
