@@ -12,6 +12,9 @@ public final class FakeFrontend: @unchecked Sendable {
     public var needReplyOnEverything = false
     public private(set) var protocolFeatures: ProtocolFeatures = []
     public private(set) var features: UInt64 = 0
+    /// The memory regions this connection has shared (SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG): like
+    /// QEMU's shadow table, what a re-initialisation after RESET_DEVICE does not send again.
+    public private(set) var sharedRegions: [MemoryRegionDescription] = []
     /// How long to wait for any reply.
     public var replyTimeoutMilliseconds: Int32 = 5000
 
@@ -106,12 +109,15 @@ public final class FakeFrontend: @unchecked Sendable {
     public func setMemTable(_ memory: FakeGuestMemory) throws {
         let fds = memory.regions.map { _ in memory.file.rawValue }
         try command(.setMemTable, payload: MemoryTable(regions: memory.regions).encoded(), descriptors: fds)
+        sharedRegions = memory.regions
     }
     public func addMemReg(_ region: MemoryRegionDescription, file: Int32) throws {
         try command(.addMemReg, payload: SingleMemoryRegion(region).encoded(), descriptors: [file])
+        sharedRegions.append(region)
     }
     public func remMemReg(_ region: MemoryRegionDescription) throws {
         try command(.remMemReg, payload: SingleMemoryRegion(region).encoded())
+        sharedRegions.removeAll { $0 == region }
     }
 
     public func setVringNum(_ index: Int, _ size: Int) throws {

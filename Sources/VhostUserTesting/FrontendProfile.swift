@@ -48,9 +48,11 @@ extension FakeFrontend {
             let offered = try getFeatures()
             try setFeatures(offered & ~maskFeatures)
         }
-        func addAllRegions() throws {
-            for r in memory.regions { try addMemReg(r, file: memory.file.rawValue) }
+        // Like QEMU, ADD_MEM_REG only for regions not shared already (e.g. before a RESET_DEVICE).
+        func addRegions(_ regions: some Sequence<MemoryRegionDescription>) throws {
+            for r in regions where !sharedRegions.contains(r) { try addMemReg(r, file: memory.file.rawValue) }
         }
+        func addAllRegions() throws { try addRegions(memory.regions) }
         func configure(_ q: FakeQueue, order: [FrontendRequest]) throws {
             q.eventIdx = features & VirtioFeature.ringEventIdx != 0
             for request in order {
@@ -109,9 +111,9 @@ extension FakeFrontend {
             needReplyOnEverything = true
             _ = try getQueueNum()
             // Rings first: region 0 holds them; data regions follow once the rings are enabled.
-            try addMemReg(memory.regions[0], file: memory.file.rawValue)
+            try addRegions(memory.regions.prefix(1))
             for q in queues { try configure(q, order: [.setVringNum, .setVringBase, .setVringAddr, .setVringKick, .setVringCall, .setVringEnable]) }
-            for r in memory.regions.dropFirst() { try addMemReg(r, file: memory.file.rawValue) }
+            try addRegions(memory.regions.dropFirst())
         }
         return FrontendSetup(features: features, protocolFeatures: protocolFeatures, queues: queues, backendSocket: backend?.ours)
     }

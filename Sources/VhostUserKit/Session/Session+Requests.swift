@@ -79,14 +79,7 @@ extension Session {
         case .addMemReg:
             let region = try SingleMemoryRegion(decoding: m.payload, for: request).region
             try expect(m, descriptors: 1)
-            // A front-end that re-adds a region it added before (after a reset) replaces it.
-            var current = memory
-            if current.regions.contains(where: {
-                $0.guestPhysicalAddress == region.guestPhysicalAddress && $0.size == region.size && $0.userAddress == region.userAddress
-            }) {
-                current = try current.removing(region)
-            }
-            let newMemory = try current.adding(try MappedRegion(region, file: m.descriptors[0], request: request))
+            let newMemory = try memory.adding(try MappedRegion(region, file: m.descriptors[0], request: request))
             stopAllQueues()
             memory = newMemory
             return nil
