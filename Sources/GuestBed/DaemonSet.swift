@@ -54,6 +54,18 @@ final class DaemonSet: @unchecked Sendable {
         try process.waitUntilReady(line: readinessLine(index), timeout: timeout)
     }
 
+    /// Waits until daemon `index`'s current incarnation prints a line containing `text`.
+    func waitForLine(_ index: Int, containing text: String, timeout: Duration) throws {
+        lock.lock()
+        guard current.indices.contains(index) else {
+            lock.unlock()
+            throw GuestTestBedError("there is no daemon \(index)")
+        }
+        let process = current[index]
+        lock.unlock()
+        try process.waitUntilReady(line: text, timeout: timeout)
+    }
+
     /// Sends `signal` to daemon `index`'s process group.
     func signal(_ index: Int, _ signal: Int32) {
         lock.lock()

@@ -39,6 +39,11 @@ public final class GuestControl: @unchecked Sendable {
         _ = try output.waitForLine(timeout: timeout) { $0 == line }
     }
 
+    /// Consumes and returns the lines the guest has printed that no wait has looked at yet, so that
+    /// the next wait sees only what the guest prints from now on.
+    @discardableResult
+    public func takeLines() -> [String] { output.takeLines() }
+
     /// Everything the guest has printed on its output port so far (markers included).
     public var outputSoFar: String { output.text }
 
@@ -47,6 +52,12 @@ public final class GuestControl: @unchecked Sendable {
     /// daemon's `qemuChardevOptions` has `reconnect-ms`.
     public func restartDaemon(_ index: Int, signal: Int32 = SIGKILL, timeout: Duration = .seconds(30)) throws {
         try daemons.restart(index, signal: signal, timeout: timeout)
+    }
+
+    /// Waits until daemon `index` (its current incarnation) prints a line containing `text`, e.g.
+    /// that the front-end has reconnected after `restartDaemon`.
+    public func waitForDaemonLine(_ index: Int, containing text: String, timeout: Duration = .seconds(30)) throws {
+        try daemons.waitForLine(index, containing: text, timeout: timeout)
     }
 
     /// Sends `signal` (e.g. SIGHUP) to daemon `index`.
@@ -122,6 +133,14 @@ final class OutputWatcher: @unchecked Sendable {
             lines.append(line)
             pending.removeSubrange(pending.startIndex...newline)
         }
+    }
+
+    func takeLines() -> [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        readNew()
+        defer { consumed = lines.count }
+        return Array(lines[consumed...])
     }
 
     private var lastLines: String { (lines.suffix(10) + [String(decoding: pending, as: UTF8.self)]).joined(separator: "\n") }
