@@ -10,6 +10,9 @@ public struct GuestResult: Sendable {
     public var consoleLog: String
     /// What each daemon printed, in the order of `daemons`.
     public var daemonLogs: [String]
+    /// The run's wall time from when it had the machine to itself (guests run one at a time) to
+    /// QEMU's exit: daemon start-up, boot, script.
+    public var elapsed: Duration = .zero
 }
 
 /// Why a guest run failed, with the diagnostics (QEMU's command line and output, the console's

@@ -53,6 +53,7 @@ public enum GuestTestBed {
     ) throws -> GuestResult {
         guestLock.lock()
         defer { guestLock.unlock() }
+        let start = ContinuousClock.now
 
         let cache = try GuestCache.locate()
         let initramfsModules = try cache.resolve(modules)
@@ -137,7 +138,7 @@ public enum GuestTestBed {
         }
         return GuestResult(
             output: parsed.output, status: parsed.status, consoleLog: console,
-            daemonLogs: running.logs)
+            daemonLogs: running.logs, elapsed: ContinuousClock.now - start)
     }
 
     private enum QEMUExit { case exited(Int32), timedOut }

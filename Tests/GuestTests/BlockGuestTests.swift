@@ -118,11 +118,10 @@ struct BlockGuestTests {
             # Completion interrupts of each virtqueue (one MSI-X vector per queue).
             for q in 0 1; do echo "irq.req$q=$(grep "virtio0-req.$q\\$" /proc/interrupts | awk '{ print $2 + $3 }')"; done
             """
-        let start = ContinuousClock.now
         let result = try GuestTestBed.run(
             daemons: [Self.blk(image, ["--num-queues", "2"], queues: 2)], modules: ["virtio_blk"],
             script: script, timeout: .seconds(120), cpus: 2)
-        let elapsed = ContinuousClock.now - start
+        let elapsed = result.elapsed
         print("guestWritesReadsAndDiscardsOnTwoQueues: \(elapsed)\n\(result.output)")
         #expect(result.status == 0, "guest output:\n\(result.output)\nconsole:\n\(result.consoleLog.suffix(3000))")
         let v = Self.values(result.output)
@@ -174,11 +173,10 @@ struct BlockGuestTests {
             sync
             echo "io_errors=$(io_errors)"
             """
-        let start = ContinuousClock.now
         let result = try GuestTestBed.run(
             daemons: [Self.blk(image, ["--read-only"])], modules: ["virtio_blk"],
             script: script, timeout: .seconds(120))
-        let elapsed = ContinuousClock.now - start
+        let elapsed = result.elapsed
         print("readOnlyDaemonGivesTheGuestAReadOnlyDisk: \(elapsed)\n\(result.output)")
         #expect(result.status == 0, "guest output:\n\(result.output)")
         let v = Self.values(result.output)
@@ -214,7 +212,6 @@ struct BlockGuestTests {
             dmesg | grep -i 'capacity change' | sed 's/^/dmesg: /'
             echo "io_errors=$(io_errors)"
             """
-        let start = ContinuousClock.now
         let result = try GuestTestBed.run(
             daemons: [Self.blk(image)], modules: ["virtio_blk"], script: script, timeout: .seconds(120)
         ) { control in
@@ -223,7 +220,7 @@ struct BlockGuestTests {
                 throw GuestTestBedError("truncate \(image): errno \(errno)")
             }
         }
-        let elapsed = ContinuousClock.now - start
+        let elapsed = result.elapsed
         print("guestSeesTheImageGrowWhileItRuns: \(elapsed)\n\(result.output)")
         #expect(result.status == 0, "guest output:\n\(result.output)")
         let v = Self.values(result.output)
@@ -310,7 +307,6 @@ struct BlockGuestTests {
             var all: [String] { lock.lock(); defer { lock.unlock() }; return at }
         }
         let kills = Kills()
-        let start = ContinuousClock.now
         let result = try GuestTestBed.run(
             daemons: [Self.blk(image, ["--direct", "--log-level", "debug"], reconnect: true)], modules: ["virtio_blk"],
             script: script, timeout: .seconds(150)
@@ -338,7 +334,7 @@ struct BlockGuestTests {
                 }
             }
         }
-        let elapsed = ContinuousClock.now - start
+        let elapsed = result.elapsed
         let log = result.daemonLogs[0]
         let resubmitted = log.split(separator: "\n").filter { $0.contains("resubmitting") }
         if let path = ProcessInfo.processInfo.environment["BLOCK_GUEST_TESTS_DAEMON_LOG"] {
