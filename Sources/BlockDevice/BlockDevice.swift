@@ -60,6 +60,9 @@ public final class BlockDevice: VhostUserDevice {
     public var maxQueueSize: Int { options.queueSize }
     public var extraProtocolFeatures: ProtocolFeatures { [.inflightShmfd] }
     public var configSize: Int { VirtioBlock.ConfigOffset.end }
+    /// A request the queue cannot even parse has no status byte to write: returning it with length 0
+    /// would leave the guest reading a stale status (often "OK"), so the queue stops instead.
+    public var malformedChainPolicy: MalformedChainPolicy { .stopQueue }
 
     public var deviceFeatures: UInt64 {
         typealias F = VirtioBlock.Feature

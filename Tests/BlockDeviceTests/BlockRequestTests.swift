@@ -219,4 +219,19 @@ struct BlockRequestTests {
             #expect(bench.memory.read(d2, count: 8192) == data)
         }
     }
+
+    @Test("a request outside guest memory stops the queue (error eventfd) instead of completing without a status")
+    func malformedChainStopsTheQueue() throws {
+        let bench = try BlockTestBench()
+        let frontend = try #require(bench.queue.connection)
+        let err = try EventFD()
+        try frontend.setVringErr(0, err)
+        let h = bench.header(0), s = bench.memory.allocate(1)
+        bench.memory.write([0xff], at: s)
+        bench.queue.submit([.readable(h, 16), .writable(0xdead_0000_0000, 4096), .writable(s, 1)])
+        bench.queue.notifyDevice()
+        #expect(err.wait(timeoutMilliseconds: 5000), "the error eventfd is signalled")
+        #expect(bench.queue.takeUsed().isEmpty, "nothing completed")
+        #expect(bench.memory.read(s, count: 1) == [0xff], "no status was written")
+    }
 }

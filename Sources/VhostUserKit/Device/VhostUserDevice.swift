@@ -15,6 +15,8 @@ public protocol VhostUserDevice: AnyObject, Sendable {
     var extraProtocolFeatures: ProtocolFeatures { get }
     /// The size of the device's config space (0 for devices without one).
     var configSize: Int { get }
+    /// What a queue does with a malformed chain (one it cannot translate or that breaks the rules).
+    var malformedChainPolicy: MalformedChainPolicy { get }
 
     /// Reads `count` bytes of config space at `offset` (already bounds-checked against `configSize`).
     func readConfig(offset: Int, count: Int) -> [UInt8]
@@ -32,10 +34,21 @@ public protocol VhostUserDevice: AnyObject, Sendable {
 extension VhostUserDevice {
     public var extraProtocolFeatures: ProtocolFeatures { [] }
     public var configSize: Int { 0 }
+    public var malformedChainPolicy: MalformedChainPolicy { .returnEmpty }
     public func readConfig(offset: Int, count: Int) -> [UInt8] { [UInt8](repeating: 0, count: count) }
     public func writeConfig(offset: Int, bytes: [UInt8]) throws { throw DeviceError.readOnlyConfig }
     public func backendChannelChanged(_ channel: BackendChannel?) {}
     public func reset() {}
+}
+
+/// What a queue does with a chain it cannot process at all.
+public enum MalformedChainPolicy: Sendable {
+    /// Return it to the driver with a length of 0 and go on: right where an empty completion means
+    /// "nothing for you" (entropy, input events).
+    case returnEmpty
+    /// Stop the queue (and signal the error eventfd): right where a completion without a written status
+    /// would read as success to the driver (a block request's status byte).
+    case stopQueue
 }
 
 /// Errors a device reports to the kit.

@@ -124,7 +124,8 @@ public final class Session {
             let queue = try Virtqueue(index: slot.index, size: size, address: address, base: slot.base, memory: memory,
                                       features: features, call: slot.call, err: slot.err,
                                       completionPort: CompletionPort(wake: wake),
-                                      inflightRegion: inflightRegion(queue: slot.index, size: size), logger: logger)
+                                      inflightRegion: inflightRegion(queue: slot.index, size: size),
+                                      malformedChainPolicy: device.malformedChainPolicy, logger: logger)
             let handler = device.makeQueueHandler(queue: slot.index, features: features)
             let worker = QueueWorker(queue: queue, wake: wake, handler: handler, kick: slot.kick, pollNanoseconds: pollNanoseconds)
             try worker.start()

@@ -25,6 +25,7 @@ public final class Virtqueue: @unchecked Sendable {
     private let avail: UnsafeMutableRawPointer
     private let used: UnsafeMutableRawPointer
     private let indirectAllowed: Bool
+    private let malformedChainPolicy: MalformedChainPolicy
     private let call: EventFD?
     private let err: EventFD?
     private let logger: Logger
@@ -54,7 +55,8 @@ public final class Virtqueue: @unchecked Sendable {
     /// parts lie inside it, aligned as the spec requires.
     public init(index: Int, size: Int, address: VringAddress, base: UInt16, memory: GuestMemory,
                 features: UInt64, call: EventFD?, err: EventFD?, completionPort: CompletionPort,
-                inflightRegion: UnsafeMutableRawPointer? = nil, logger: Logger) throws(VirtqueueError) {
+                inflightRegion: UnsafeMutableRawPointer? = nil, malformedChainPolicy: MalformedChainPolicy = .returnEmpty,
+                logger: Logger) throws(VirtqueueError) {
         precondition(SplitRingLayout.isValid(size: size))
         let layout = SplitRingLayout(size: size)
         guard address.descriptorTable % 16 == 0,
@@ -76,6 +78,7 @@ public final class Virtqueue: @unchecked Sendable {
         self.used = u
         self.eventIdx = features & VirtioFeature.ringEventIdx != 0
         self.indirectAllowed = features & VirtioFeature.ringIndirectDesc != 0
+        self.malformedChainPolicy = malformedChainPolicy
         self.call = call
         self.err = err
         self.completionPort = completionPort
@@ -135,15 +138,21 @@ public final class Virtqueue: @unchecked Sendable {
         return nil
     }
 
-    /// The chain at `head`, or nil after returning a malformed one to the driver with length 0.
+    /// The chain at `head`, or nil for a malformed one, which is returned to the driver with length 0
+    /// or stops the queue, as the device's policy says.
     @inline(__always)
     private func validChain(head: UInt16) -> DescriptorChain? {
         do {
             return try walk(head: head)
         } catch {
             malformedChains += 1
-            logger.error("queue \(index): dropping chain \(head): \(error)")
-            complete(head: head, written: 0)
+            switch malformedChainPolicy {
+            case .returnEmpty:
+                logger.error("queue \(index): dropping chain \(head): \(error)")
+                complete(head: head, written: 0)
+            case .stopQueue:
+                markBroken(error)
+            }
             return nil
         }
     }
