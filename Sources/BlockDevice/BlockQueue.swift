@@ -135,7 +135,7 @@ final class BlockQueue: QueueHandler {
         case .getID:
             var writer = chain.writer()
             let room = min(VirtioBlock.idLength, chain.writableLength - 1)
-            device.serialBytes.withUnsafeBytes { writer.write(UnsafeRawBufferPointer(rebasing: $0.prefix(room))) }
+            _ = device.serialBytes.withUnsafeBytes { writer.write(UnsafeRawBufferPointer(rebasing: $0.prefix(room))) }
             return finish(.ok, written: room + 1)
         case .discard, .writeZeroes:
             let s = ranges(&reader, chain, isDiscard: type == VirtioBlock.RequestType.discard.rawValue)
