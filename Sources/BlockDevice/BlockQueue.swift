@@ -43,7 +43,7 @@ final class BlockQueue: QueueHandler {
         pending?.deallocate()
     }
 
-    var wakeDescriptors: [Int32] { [engine.completionDescriptor] }
+    var wakeDescriptors: [Int32] { engine.completionDescriptor.map { [$0] } ?? [] }
 
     func process(_ queue: Virtqueue) -> ProcessResult {
         if slotCount != queue.size { allocateSlots(queue.size) }

@@ -5,8 +5,9 @@ import Glibc
 /// Asynchronous reads, writes and flushes for one queue worker. Operations carry a tag (the chain's
 /// head index) and finish with a result: bytes transferred, or -errno.
 protocol IOEngine: AnyObject {
-    /// Readable when operations have finished: the queue worker waits on it.
-    var completionDescriptor: Int32 { get }
+    /// Readable when operations have finished: the queue worker waits on it. Nil for an engine whose
+    /// operations finish before `submit` returns.
+    var completionDescriptor: Int32? { get }
     /// Queue an operation; false when nothing more can be queued before `submit()`.
     func read(fd: Int32, _ iov: UnsafePointer<iovec>, count: Int, offset: UInt64, tag: UInt16) -> Bool
     func write(fd: Int32, _ iov: UnsafePointer<iovec>, count: Int, offset: UInt64, sync: Bool, tag: UInt16) -> Bool
@@ -34,12 +35,12 @@ public enum IOEngineKind: String, Sendable, CaseIterable {
 /// Makes the engine `kind` for a queue of `depth` requests on `backend`; io_uring falls back to threads
 /// when the kernel (or a seccomp filter) refuses it.
 func makeIOEngine(_ kind: IOEngineKind, depth: Int, backend: BlockBackend) -> (any IOEngine, IOEngineKind) {
-    switch kind {
-    case .inline: return (InlineEngine(depth: depth), .inline)
-    case .threads: return (ThreadPoolEngine(threads: 4), .threads)
-    case .auto where backend.isMemoryBacked: return (InlineEngine(depth: depth), .inline)
-    case .auto, .ioUring:
-        if let ring = URingEngine(depth: depth) { return (ring, .ioUring) }
-        return (ThreadPoolEngine(threads: 4), .threads)
+    if kind == .ioUring || (kind == .auto && !backend.isMemoryBacked), let ring = URingEngine(depth: depth) {
+        return (ring, .ioUring)
     }
+    if kind != .inline && !(kind == .auto && backend.isMemoryBacked), let pool = ThreadPoolEngine(threads: 4) {
+        return (pool, .threads)
+    }
+    // Always possible: nothing to allocate but two arrays.
+    return (InlineEngine(depth: depth), .inline)
 }

@@ -11,8 +11,6 @@ final class InlineEngine: IOEngine {
     private let results: UnsafeMutablePointer<Int32>
     private let capacity: Int
     private var count = 0
-    /// Never signalled: results are reaped in the same pass that made them.
-    private let idle = try! EventFDHolder()
 
     init(depth: Int) {
         capacity = max(depth, 1)
@@ -25,7 +23,8 @@ final class InlineEngine: IOEngine {
         results.deallocate()
     }
 
-    var completionDescriptor: Int32 { idle.fd }
+    /// None: results are reaped in the same pass that made them.
+    var completionDescriptor: Int32? { nil }
 
     @inline(__always)
     private func record(_ tag: UInt16, _ n: Int) -> Bool {
@@ -67,11 +66,4 @@ final class InlineEngine: IOEngine {
             return n
         }
     }
-}
-
-/// An eventfd that only exists to be waited on.
-final class EventFDHolder {
-    let fd: Int32
-    init() throws { fd = vhu_eventfd(0) }
-    deinit { close(fd) }
 }

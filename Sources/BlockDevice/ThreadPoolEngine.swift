@@ -25,13 +25,17 @@ final class ThreadPoolEngine: IOEngine, @unchecked Sendable {
 
     private let shared = Mutex(Shared())
     private let results = Mutex<[(UInt16, Int32)]>([])
-    private let jobsReady = try! EventFD()
-    private let resultsReady = try! EventFD()
+    private let jobsReady: EventFD
+    private let resultsReady: EventFD
     private var queued: [Job] = []
     private var spare: [(UInt16, Int32)] = []
     private var threads: [PosixThread] = []
 
-    init(threads count: Int) {
+    /// Nil when the eventfds cannot be made (descriptor limit reached).
+    init?(threads count: Int) {
+        guard let jobs = try? EventFD(), let results = try? EventFD() else { return nil }
+        jobsReady = jobs
+        resultsReady = results
         queued.reserveCapacity(64)
         threads = (0..<count).map { _ in PosixThread { [unowned self] in self.work() } }
     }
@@ -42,7 +46,7 @@ final class ThreadPoolEngine: IOEngine, @unchecked Sendable {
         threads.forEach { $0.join() }
     }
 
-    var completionDescriptor: Int32 { resultsReady.rawValue }
+    var completionDescriptor: Int32? { resultsReady.rawValue }
 
     func read(fd: Int32, _ iov: UnsafePointer<iovec>, count: Int, offset: UInt64, tag: UInt16) -> Bool {
         queued.append(Job(operation: .read, fd: fd, iov: iov, count: Int32(count), offset: offset, tag: tag))

@@ -24,7 +24,7 @@ final class URingEngine: IOEngine {
         results.deallocate()
     }
 
-    var completionDescriptor: Int32 { vhu_uring_eventfd(ring) }
+    var completionDescriptor: Int32? { vhu_uring_eventfd(ring) }
 
     func read(fd: Int32, _ iov: UnsafePointer<iovec>, count: Int, offset: UInt64, tag: UInt16) -> Bool {
         vhu_uring_readv(ring, fd, iov, UInt32(count), offset, UInt64(tag)) == 0
