@@ -75,7 +75,7 @@ let package = Package(
 
         // Real Linux guests under an unmodified QEMU (TCG), attached to daemon processes: the bed
         // the guest tests and the demo boot guests with.
-        .target(name: "GuestBed"),
+        .target(name: "GuestBed", dependencies: ["VhostUserTesting"]),
         // scripts/demo: vhost-user-rng serving a guest's /dev/hwrng.
         .executableTarget(name: "vhost-user-demo", dependencies: ["GuestBed"]),
 

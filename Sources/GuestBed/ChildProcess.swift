@@ -2,6 +2,7 @@
 
 import Foundation
 import Glibc
+import VhostUserTesting
 
 /// A child process in a process group of its own, with stdin from /dev/null and stdout and stderr
 /// to `output`. (Foundation's `Process` on Linux reports an exit only once every descendant has
@@ -13,40 +14,19 @@ final class ChildProcess: @unchecked Sendable {
     private var exitStatus: Int32?
 
     init(command: [String], output: Int32) throws {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, output, 1)
-        posix_spawn_file_actions_adddup2(&actions, output, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaultSignals = sigset_t()
-        sigemptyset(&defaultSignals)
-        for signal in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaultSignals, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
-        posix_spawnattr_setflags(
-            &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let argv = command.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, command[0], &actions, &attributes, argv, environ)
-        guard result == 0 else {
-            throw GuestTestBedError("cannot start \(command[0]): \(String(cString: strerror(result)))")
+        do {
+            pid = try spawnInOwnGroup(command) { actions in
+                posix_spawn_file_actions_adddup2(&actions, output, 1)
+                posix_spawn_file_actions_adddup2(&actions, output, 2)
+            }
+        } catch {
+            throw GuestTestBedError("\(error)")
         }
-        self.pid = pid
         Thread.detachNewThread { [self] in
             var status: Int32 = 0
             while waitpid(self.pid, &status, 0) < 0 && errno == EINTR {}
             lock.lock()
-            // Exit code, or 128 + the signal that ended it.
-            exitStatus = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            exitStatus = exitCode(fromWaitStatus: status)
             lock.unlock()
             exited.signal()
         }

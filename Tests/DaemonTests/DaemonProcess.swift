@@ -112,39 +112,18 @@ final class DaemonProcess: @unchecked Sendable {
             pipes.append((fds[0], fds[1]))
         }
 
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, try high(pipes[0].writer), 1)
-        posix_spawn_file_actions_adddup2(&actions, try high(pipes[1].writer), 2)
-        for (target, source) in descriptors.sorted(by: { $0.key < $1.key }) {
-            posix_spawn_file_actions_adddup2(&actions, try high(source), target)
-        }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaultSignals = sigset_t()
-        sigemptyset(&defaultSignals)
-        for s in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaultSignals, s) }
-        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let cArgs = argv.map { strdup($0) } + [nil]
-        defer { cArgs.forEach { free($0) } }
-        let cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { cEnv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, &attributes, cArgs, cEnv)
-        guard rc == 0 else {
+        do {
+            pid = try spawnInOwnGroup(argv, environment: env.map { "\($0.key)=\($0.value)" }) { actions in
+                posix_spawn_file_actions_adddup2(&actions, try high(pipes[0].writer), 1)
+                posix_spawn_file_actions_adddup2(&actions, try high(pipes[1].writer), 2)
+                for (target, source) in descriptors.sorted(by: { $0.key < $1.key }) {
+                    posix_spawn_file_actions_adddup2(&actions, try high(source), target)
+                }
+            }
+        } catch {
             pipes.forEach { close($0.reader) }
-            throw DaemonTestError("cannot start \(argv[0]): \(String(cString: strerror(rc)))")
+            throw DaemonTestError("\(error)")
         }
-        self.pid = pid
         let child = pid
 
         for (index, p) in pipes.enumerated() {
@@ -167,8 +146,7 @@ final class DaemonProcess: @unchecked Sendable {
             var status: Int32 = 0
             while waitpid(child, &status, 0) < 0 && errno == EINTR {}
             condition.lock()
-            // The exit code, or 128 + the signal that ended the process.
-            exitStatus = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            exitStatus = exitCode(fromWaitStatus: status)
             condition.broadcast()
             condition.unlock()
         }
