@@ -13,6 +13,16 @@ public struct GuestResult: Sendable {
     /// The run's wall time from when it had the machine to itself (guests run one at a time) to
     /// QEMU's exit: daemon start-up, boot, script.
     public var elapsed: Duration = .zero
+
+    /// The output's `key=value` lines, the way guest scripts report what they measured.
+    public var values: [String: String] {
+        var values: [String: String] = [:]
+        for line in output.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1)
+            if parts.count == 2 { values[String(parts[0])] = String(parts[1]) }
+        }
+        return values
+    }
 }
 
 /// Why a guest run failed, with the diagnostics (QEMU's command line and output, the console's

@@ -51,16 +51,6 @@ struct BlockGuestTests {
         try sha256(read(path, offset: offset, count: count))
     }
 
-    /// The guest's `key=value` lines.
-    static func values(_ output: String) -> [String: String] {
-        var values: [String: String] = [:]
-        for line in output.split(separator: "\n") {
-            let parts = line.split(separator: "=", maxSplits: 1)
-            if parts.count == 2 { values[String(parts[0])] = String(parts[1]) }
-        }
-        return values
-    }
-
     static func blk(_ image: String, _ arguments: [String] = [], queues: Int = 1, reconnect: Bool = false) -> GuestDaemon {
         GuestDaemon(
             executable: "vhost-user-blk", arguments: ["--blk-file", image] + arguments,
@@ -124,7 +114,7 @@ struct BlockGuestTests {
         let elapsed = result.elapsed
         print("guestWritesReadsAndDiscardsOnTwoQueues: \(elapsed)\n\(result.output)")
         #expect(result.status == 0, "guest output:\n\(result.output)\nconsole:\n\(result.consoleLog.suffix(3000))")
-        let v = Self.values(result.output)
+        let v = result.values
 
         #expect(v["cpus"] == "2")
         #expect(v["queues"] == "2", "the guest's blk-mq hardware queues: \(v["queues"] ?? "none")")
@@ -179,7 +169,7 @@ struct BlockGuestTests {
         let elapsed = result.elapsed
         print("readOnlyDaemonGivesTheGuestAReadOnlyDisk: \(elapsed)\n\(result.output)")
         #expect(result.status == 0, "guest output:\n\(result.output)")
-        let v = Self.values(result.output)
+        let v = result.values
         #expect(v["ro"] == "1")
         #expect(v["getro"] == "1")
         #expect(v["read"] == before, "the guest read other data than the image holds")
@@ -223,7 +213,7 @@ struct BlockGuestTests {
         let elapsed = result.elapsed
         print("guestSeesTheImageGrowWhileItRuns: \(elapsed)\n\(result.output)")
         #expect(result.status == 0, "guest output:\n\(result.output)")
-        let v = Self.values(result.output)
+        let v = result.values
         #expect(v["size.before"] == "131072")
         #expect(v["size.after"] == "196608", "the guest's size after the host grew the image: \(v["size.after"] ?? "none")")
         #expect(v["blockdev.size"] == "\(96 * Self.mib)")
@@ -343,7 +333,7 @@ struct BlockGuestTests {
         print("daemonKilledAndRestartedUnderGuestIOLosesNothing: \(elapsed); kills at \(kills.all)\n"
             + "resubmissions:\n\(resubmitted.joined(separator: "\n"))\n\(result.output)")
         #expect(result.status == 0, "guest output:\n\(result.output)")
-        let v = Self.values(result.output)
+        let v = result.values
         #expect(v["write.status"] == "0", "dd writing /dev/vda")
         #expect(v["read.status"] == "0 ", "dd reading /dev/vda")
         #expect(v["io_errors"] == "0", "guest output:\n\(result.output)")

@@ -20,21 +20,12 @@ struct RNGGuestTests {
         done
         """
 
-    static func values(_ output: String) -> [String: String] {
-        var values: [String: String] = [:]
-        for line in output.split(separator: "\n") {
-            let parts = line.split(separator: "=", maxSplits: 1)
-            if parts.count == 2 { values[String(parts[0])] = String(parts[1]) }
-        }
-        return values
-    }
-
     @Test func guestReadsRandomBytesFromHwrngBackedByTheDaemon() throws {
         let result = try GuestTestBed.run(
             daemons: [GuestDaemon(executable: "vhost-user-rng", qemuDevice: "vhost-user-rng-pci")],
             modules: ["virtio_rng"], script: Self.script, timeout: .seconds(180))
         #expect(result.status == 0, "guest output:\n\(result.output)")
-        let values = Self.values(result.output)
+        let values = result.values
 
         #expect(values["rng_current"]?.hasPrefix("virtio_rng") == true, "rng_current: \(values["rng_current"] ?? "none")")
         for file in ["a", "b"] {
