@@ -22,11 +22,8 @@ struct Arguments {
     func string(_ key: String, _ fallback: String) -> String { values[key] ?? fallback }
 }
 
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-}
+/// Seconds on the monotonic clock.
+func now() -> Double { Double(monotonicNanoseconds()) / 1e9 }
 
 /// Entropy through the whole vhost-user path: fake driver → socket-configured rings → daemon worker
 /// thread → source read into guest memory → used ring → call eventfd.

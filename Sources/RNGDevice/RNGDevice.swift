@@ -36,7 +36,7 @@ public final class RNGDevice: VhostUserDevice {
                 while queue.hasAvailable {
                     var budget = Int.max
                     if limiter != nil {
-                        let now = monotonicNow()
+                        let now = monotonicNanoseconds()
                         budget = limiter!.available(now: now)
                         if budget <= 0 { return .retry(afterMilliseconds: limiter!.millisecondsUntilRefill(now: now)) }
                     }

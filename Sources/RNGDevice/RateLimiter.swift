@@ -40,10 +40,3 @@ struct RateLimiter {
 
     private var periodNanoseconds: UInt64 { UInt64(limit.periodMilliseconds) * 1_000_000 }
 }
-
-@inline(__always)
-func monotonicNow() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
-}

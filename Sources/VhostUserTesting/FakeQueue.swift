@@ -158,8 +158,4 @@ public final class FakeQueue: @unchecked Sendable {
     }
 }
 
-func monotonicMilliseconds() -> Int {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
-}
+func monotonicMilliseconds() -> Int { Int(monotonicNanoseconds() / 1_000_000) }

@@ -80,11 +80,7 @@ func waitUntil(timeoutMilliseconds: Int = 5000, _ condition: () -> Bool) -> Bool
     return true
 }
 
-func nowMilliseconds() -> Int {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
-}
+func nowMilliseconds() -> Int { Int(monotonicNanoseconds() / 1_000_000) }
 
 /// A round trip through the control thread: once the reply arrives, every earlier message was handled.
 func barrier(_ f: FakeFrontend) throws { _ = try f.getQueueNum() }
