@@ -1,4 +1,4 @@
-/// What a daemon executable is, for `--print-capabilities`, logs and the QEMU discovery file.
+/// What a daemon executable is, for `--print-capabilities` and its logs.
 public struct DaemonIdentity: Sendable {
     /// The executable's name, e.g. `vhost-user-rng`.
     public let name: String
@@ -6,16 +6,13 @@ public struct DaemonIdentity: Sendable {
     public let type: String
     /// The optional capabilities the daemon supports, in QEMU's vhost-user.json names.
     public let features: [String]
-    /// One line for the discovery file's `description`.
-    public let summary: String
     /// The adaptive polling window when `--poll-us` is not given: worth it for latency-bound devices.
     public let defaultPollMicroseconds: UInt64
 
-    public init(name: String, type: String, features: [String] = [], summary: String, defaultPollMicroseconds: UInt64 = 0) {
+    public init(name: String, type: String, features: [String] = [], defaultPollMicroseconds: UInt64 = 0) {
         self.name = name
         self.type = type
         self.features = features
-        self.summary = summary
         self.defaultPollMicroseconds = defaultPollMicroseconds
     }
 

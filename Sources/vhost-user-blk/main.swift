@@ -22,7 +22,7 @@ struct BlockCommand: ParsableCommand {
             """)
 
     static let identity = DaemonIdentity(name: "vhost-user-blk", type: "block", features: ["read-only", "blk-file"],
-                                         summary: "virtio-blk block device (vhost-user-devices)", defaultPollMicroseconds: 32)
+                                         defaultPollMicroseconds: 32)
 
     @OptionGroup var daemon: DaemonOptions
 

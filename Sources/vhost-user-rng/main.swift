@@ -35,7 +35,7 @@ struct RNGCommand: ParsableCommand {
         guard periodMilliseconds > 0 else { throw ValidationError("--period-ms must be positive") }
     }
 
-    static let identity = DaemonIdentity(name: "vhost-user-rng", type: "rng", summary: "virtio-rng entropy device (vhost-user-devices)")
+    static let identity = DaemonIdentity(name: "vhost-user-rng", type: "rng")
 
     func run() throws {
         let limit = maxBytes > 0 ? RateLimit(maxBytes: maxBytes, periodMilliseconds: periodMilliseconds) : nil
