@@ -31,16 +31,7 @@ extension Session {
 
         case .resetOwner, .resetDevice:
             try expect(m, descriptors: 0)
-            // Protocol features and guest memory belong to the connection, not the device: front-ends
-            // negotiate and share them once after connecting and re-initialise a reset device without
-            // repeating either. QEMU with CONFIGURE_MEM_SLOTS only sends the regions that changed
-            // since its last ADD_MEM_REG (none, after a guest reset), so a back-end that forgot its
-            // memory here could never run a ring again (libvhost-user's reset keeps it too).
-            let negotiated = protocolFeatures
-            let shared = memory
-            resetState()
-            protocolFeatures = negotiated
-            memory = shared
+            resetDevice()
             return nil
 
         case .getProtocolFeatures:

@@ -161,20 +161,25 @@ public final class Session {
 
     func stopAllQueues() { slots.forEach(stop) }
 
-    /// Forgets everything the front-end set up (RESET_OWNER, RESET_DEVICE, disconnect).
-    func resetState() {
+    /// Forgets the device's state (RESET_OWNER, RESET_DEVICE): rings, features, status, inflight.
+    /// Protocol features and guest memory belong to the connection and stay: front-ends negotiate and
+    /// share them once after connecting and re-initialise a reset device without repeating either
+    /// (QEMU with CONFIGURE_MEM_SLOTS sends only the regions that changed since its last ADD_MEM_REG,
+    /// none after a guest reset; libvhost-user's reset keeps them too).
+    func resetDevice() {
         stopAllQueues()
         slots = (0..<device.queueCount).map(QueueSlot.init)
         features = 0
-        protocolFeatures = []
-        memory = .empty
         status = 0
         inflight = nil
         device.reset()
     }
 
+    /// The front-end left: the device's state and the connection's go.
     private func close() {
-        resetState()
+        resetDevice()
+        protocolFeatures = []
+        memory = .empty
         if backend != nil {
             backend = nil
             device.backendChannelChanged(nil)
