@@ -45,8 +45,9 @@ public final class FakeFrontend: @unchecked Sendable {
 
     /// Receives the reply to `request` within the reply timeout.
     public func receiveReply(to request: FrontendRequest) throws -> Message {
-        var p = pollfd(fd: channel.socket.rawValue, events: Int16(POLLIN), revents: 0)
-        guard poll(&p, 1, replyTimeoutMilliseconds) == 1 else { throw FakeFrontendError.timeout("the reply to \(request)") }
+        guard waitReadable(channel.socket.rawValue, timeoutMilliseconds: replyTimeoutMilliseconds) else {
+            throw FakeFrontendError.timeout("the reply to \(request)")
+        }
         guard let reply = try channel.receive() else { throw FakeFrontendError.unexpectedReply("connection closed instead of the reply to \(request)") }
         guard reply.header.request == request.rawValue, reply.header.flags.contains(.reply) else {
             throw FakeFrontendError.unexpectedReply("request \(reply.header.request) flags 0x\(String(reply.header.flags.rawValue, radix: 16)) to \(request)")
@@ -56,8 +57,7 @@ public final class FakeFrontend: @unchecked Sendable {
 
     /// Whether the daemon closed the connection (reads until EOF, bounded by the reply timeout).
     public func isClosedByPeer() -> Bool {
-        var p = pollfd(fd: channel.socket.rawValue, events: Int16(POLLIN), revents: 0)
-        guard poll(&p, 1, replyTimeoutMilliseconds) == 1 else { return false }
+        guard waitReadable(channel.socket.rawValue, timeoutMilliseconds: replyTimeoutMilliseconds) else { return false }
         var byte: UInt8 = 0
         return recv(channel.socket.rawValue, &byte, 1, Int32(MSG_DONTWAIT)) == 0
     }

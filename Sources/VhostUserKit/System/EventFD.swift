@@ -30,12 +30,6 @@ public final class EventFD: @unchecked Sendable {
 
     /// Waits until signalled or `timeoutMilliseconds` pass; returns whether it was signalled (and drains it).
     public func wait(timeoutMilliseconds: Int32) -> Bool {
-        var p = pollfd(fd: rawValue, events: Int16(POLLIN), revents: 0)
-        while true {
-            let n = poll(&p, 1, timeoutMilliseconds)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return false }
-            return drain() > 0
-        }
+        waitReadable(rawValue, timeoutMilliseconds: timeoutMilliseconds) && drain() > 0
     }
 }
