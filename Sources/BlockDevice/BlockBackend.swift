@@ -99,13 +99,15 @@ public final class BlockBackend: Sendable {
         return vhu_fallocate(fd, 0, offset, length)
     }
 
-    /// Zeroes a byte range (WRITE_ZEROES); with `unmap`, the blocks may be deallocated too.
-    /// Returns 0 or an errno value.
+    /// Zeroes a byte range (WRITE_ZEROES); with `unmap`, the blocks may be deallocated too, but they
+    /// must read back as zeroes either way. Returns 0 or an errno value.
     func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool) -> Int32 {
         guard fd >= 0 else { return 0 }
         if isBlockDevice {
+            // BLKDISCARD does not promise zeroes; BLKZEROOUT does, and unmaps where the device can
+            // guarantee zeroes for unmapped blocks.
             var range: (UInt64, UInt64) = (offset, length)
-            return vhu_ioctl_ptr(fd, unmap ? Self.BLKDISCARD : Self.BLKZEROOUT, &range) == 0 ? 0 : errno
+            return vhu_ioctl_ptr(fd, Self.BLKZEROOUT, &range) == 0 ? 0 : errno
         }
         let e = vhu_fallocate(fd, unmap ? 0 : 1, offset, length)
         // Some file systems cannot zero a range in place; a punched hole reads as zeroes too.

@@ -24,6 +24,12 @@ public final class BlockDevice: VhostUserDevice {
     /// Data segments a request may have and still be served (more than advertised, for front-ends
     /// with bigger rings that ignore seg_max).
     let acceptedSegments: Int
+    /// The largest data segment the device advertises (size_max).
+    let sizeMax: UInt32 = 1 << 20
+    /// The most data bytes one request may move: every accepted segment at its advertised maximum.
+    /// Bounds the work (and, with --direct, the bounce buffer) one request can ask for; anything larger
+    /// gets IOERR whatever the front-end's segments add up to.
+    var maxTransferBytes: Int { acceptedSegments * Int(sizeMax) }
     let maxRanges: UInt32 = 32
     let maxDiscardSectors: UInt32 = 1 << 22
     private let writebackFlag: Atomic<Bool>
@@ -75,7 +81,7 @@ public final class BlockDevice: VhostUserDevice {
     var writeback: Bool { writebackFlag.load(ordering: .relaxed) }
 
     var config: BlockConfig {
-        BlockConfig(capacitySectors: backend.sizeBytes / UInt64(VirtioBlock.sectorSize), sizeMax: 1 << 20, segMax: segMax,
+        BlockConfig(capacitySectors: backend.sizeBytes / UInt64(VirtioBlock.sectorSize), sizeMax: sizeMax, segMax: segMax,
                     blockSize: UInt32(backend.logicalBlockSize), writeback: writeback, numQueues: UInt16(options.queueCount),
                     maxDiscardSectors: maxDiscardSectors, maxRanges: maxRanges)
     }
@@ -116,8 +122,11 @@ public final class BlockDevice: VhostUserDevice {
         guard backend.refreshSize() else { return nil }
         let size = backend.sizeBytes
         logger.info("disk size is now \(size) bytes; notifying the front-end")
+        // Send outside the lock: the control thread takes it when the channel changes, and must never
+        // wait for a front-end that does not read its back-end channel.
+        let channel = backendChannel.withLock { $0 }
         do {
-            try backendChannel.withLock { (c) throws(VhostUserError) in try c?.configChanged() }
+            try channel?.configChanged()
         } catch {
             logger.error("cannot send the config change: \(error)")
         }

@@ -65,6 +65,7 @@ final class BlockQueue: QueueHandler {
 
     func stop(_ queue: Virtqueue) {
         while inFlight > 0 { reapAll(queue, wait: true) }
+        engine.shutdown()
     }
 
     private func allocateSlots(_ size: Int) {
@@ -151,7 +152,7 @@ final class BlockQueue: QueueHandler {
                           status: UnsafeMutablePointer<UInt8>, finish: (VirtioBlock.Status, Int) -> Bool) -> Bool {
         let blockSize = backend.logicalBlockSize
         let offset = sector &* UInt64(VirtioBlock.sectorSize)
-        guard length >= 0, length % blockSize == 0, offset % UInt64(blockSize) == 0,
+        guard length >= 0, length <= device.maxTransferBytes, length % blockSize == 0, offset % UInt64(blockSize) == 0,
               sector < UInt64.max / UInt64(VirtioBlock.sectorSize),
               offset &+ UInt64(length) <= backend.sizeBytes, offset &+ UInt64(length) >= offset else {
             return finish(.ioError, 1)
@@ -188,7 +189,8 @@ final class BlockQueue: QueueHandler {
     private var writeThrough: Bool { !flushNegotiated || !device.writeback }
 
     /// O_DIRECT needs aligned memory; a request from unaligned guest buffers goes through an aligned
-    /// copy, synchronously. Rare (Linux guests use page-aligned buffers), so it may allocate.
+    /// copy, synchronously. Rare (Linux guests use page-aligned buffers), so it may allocate; the size
+    /// is bounded by `maxTransferBytes`.
     private func bounced(_ iov: UnsafePointer<iovec>, count: Int, offset: UInt64, length: Int, isWrite: Bool) -> VirtioBlock.Status {
         guard let buffer = UnsafeMutableRawPointer(aligned: backend.logicalBlockSize, bytes: length) else { return .ioError }
         defer { free(buffer) }
@@ -242,7 +244,7 @@ final class BlockQueue: QueueHandler {
                 return .ioError
             }
         }
-        if !writeThrough || isDiscard { return .ok }
+        if !writeThrough || isDiscard || backend.fd < 0 { return .ok }
         return fdatasync(backend.fd) == 0 ? .ok : .ioError
     }
 }

@@ -18,6 +18,9 @@ protocol IOEngine: AnyObject {
     func reap(max: Int, wait: Bool, _ body: (UInt16, Int32) -> Void) -> Int
     /// Whether finished operations are waiting to be reaped (cheap; polled by a busy worker).
     var hasCompletions: Bool { get }
+    /// Releases the engine's threads and descriptors once nothing is in flight (the queue stopped).
+    /// The engine is not used again; calling it twice is harmless.
+    func shutdown()
 }
 
 /// Which engine a queue uses.

@@ -47,6 +47,8 @@ final class InlineEngine: IOEngine {
 
     func submit() {}
 
+    func shutdown() {}
+
     var hasCompletions: Bool { count > 0 }
 
     func reap(max: Int, wait: Bool, _ body: (UInt16, Int32) -> Void) -> Int {

@@ -7,6 +7,7 @@ import Glibc
 
 /// The fallback engine: preadv/pwritev/fdatasync on a few threads. Jobs and results pass through two
 /// locked lists private to this queue; an eventfd tells the queue worker that results are in.
+/// `shutdown()` (the queue stopped) joins the threads; every queue restart makes a new engine.
 final class ThreadPoolEngine: IOEngine, @unchecked Sendable {
     private struct Job {
         enum Operation { case read, write, writeSync, flush }
@@ -33,17 +34,22 @@ final class ThreadPoolEngine: IOEngine, @unchecked Sendable {
 
     /// Nil when the eventfds cannot be made (descriptor limit reached).
     init?(threads count: Int) {
-        guard let jobs = try? EventFD(), let results = try? EventFD() else { return nil }
+        // A semaphore eventfd: each signal wakes exactly one worker (one job, or one stop).
+        guard let jobs = try? EventFD(semaphore: true), let results = try? EventFD() else { return nil }
         jobsReady = jobs
         resultsReady = results
         queued.reserveCapacity(64)
-        threads = (0..<count).map { _ in PosixThread { [unowned self] in self.work() } }
+        threads = (0..<count).map { _ in PosixThread(name: "vhu-blk-io") { [unowned self] in self.work() } }
     }
 
-    deinit {
+    deinit { shutdown() }
+
+    /// Stops and joins the threads (nothing is in flight: the queue reaped every result first).
+    func shutdown() {
         shared.withLock { $0.stopping = true }
         for _ in threads { jobsReady.signal() }
         threads.forEach { $0.join() }
+        threads.removeAll()
     }
 
     var completionDescriptor: Int32? { resultsReady.rawValue }

@@ -24,6 +24,9 @@ final class URingEngine: IOEngine {
         results.deallocate()
     }
 
+    /// Nothing to stop: no threads of its own, and the ring is closed with the engine.
+    func shutdown() {}
+
     var completionDescriptor: Int32? { vhu_uring_eventfd(ring) }
 
     func read(fd: Int32, _ iov: UnsafePointer<iovec>, count: Int, offset: UInt64, tag: UInt16) -> Bool {

@@ -5,11 +5,14 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/vfs.h>
@@ -17,7 +20,7 @@
 
 #define VHU_MAX_FDS 32
 
-ssize_t vhu_sendmsg_fds(int sock, const void *buf, size_t len, const int *fds, int nfds) {
+ssize_t vhu_sendmsg_fds(int sock, const void *buf, size_t len, const int *fds, int nfds, int nonblocking) {
     if (nfds < 0 || nfds > VHU_MAX_FDS) { errno = EINVAL; return -1; }
     struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
     union { char buf[CMSG_SPACE(sizeof(int) * VHU_MAX_FDS)]; struct cmsghdr align; } control;
@@ -33,7 +36,7 @@ ssize_t vhu_sendmsg_fds(int sock, const void *buf, size_t len, const int *fds, i
         memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * (size_t)nfds);
     }
     ssize_t n;
-    do { n = sendmsg(sock, &msg, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    do { n = sendmsg(sock, &msg, MSG_NOSIGNAL | (nonblocking ? MSG_DONTWAIT : 0)); } while (n < 0 && errno == EINTR);
     return n;
 }
 
@@ -64,7 +67,9 @@ int vhu_memfd_create(const char *name, int sealing) {
     return memfd_create(name, MFD_CLOEXEC | (sealing ? MFD_ALLOW_SEALING : 0));
 }
 
-int vhu_eventfd(unsigned int initval) { return eventfd(initval, EFD_NONBLOCK | EFD_CLOEXEC); }
+int vhu_eventfd(unsigned int initval, int semaphore) {
+    return eventfd(initval, EFD_NONBLOCK | EFD_CLOEXEC | (semaphore ? EFD_SEMAPHORE : 0));
+}
 
 int vhu_fallocate(int fd, int zero, uint64_t offset, uint64_t length) {
     int mode = FALLOC_FL_KEEP_SIZE | (zero ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE);
@@ -90,9 +95,15 @@ int vhu_accept(int sock) { return accept4(sock, NULL, NULL, SOCK_CLOEXEC); }
 
 int vhu_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
-int vhu_epoll_add(int epfd, int fd, uint64_t token) {
-    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = token };
+int vhu_epoll_add(int epfd, int fd, uint64_t token, int edge) {
+    struct epoll_event ev = { .events = EPOLLIN | (edge ? EPOLLET : 0), .data.u64 = token };
     return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int vhu_set_nonblocking(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -1;
+    return (flags & O_NONBLOCK) ? 0 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
 int vhu_epoll_wait(int epfd, uint64_t *tokens, int maxevents, int timeout_ms) {
@@ -104,10 +115,33 @@ int vhu_epoll_wait(int epfd, uint64_t *tokens, int maxevents, int timeout_ms) {
     return n;
 }
 
-int vhu_thread_start(uint64_t *thread, vhu_thread_fn fn, void *arg) {
+struct thread_start {
+    vhu_thread_fn fn;
+    void *arg;
+    char name[16];
+    sem_t started;
+};
+
+static void *thread_trampoline(void *raw) {
+    struct thread_start *start = raw;
+    if (start->name[0]) prctl(PR_SET_NAME, (unsigned long)start->name, 0, 0, 0);
+    vhu_thread_fn fn = start->fn;
+    void *arg = start->arg;
+    sem_post(&start->started);  // `start` lives on the creator's stack: not used after this
+    return fn(arg);
+}
+
+int vhu_thread_start(uint64_t *thread, vhu_thread_fn fn, void *arg, const char *name) {
+    struct thread_start start = { .fn = fn, .arg = arg };
+    if (name) snprintf(start.name, sizeof(start.name), "%s", name);
+    sem_init(&start.started, 0, 0);
     pthread_t t;
-    int rc = pthread_create(&t, NULL, fn, arg);
-    if (rc == 0) *thread = (uint64_t)t;
+    int rc = pthread_create(&t, NULL, thread_trampoline, &start);
+    if (rc == 0) {
+        while (sem_wait(&start.started) != 0 && errno == EINTR) {}
+        *thread = (uint64_t)t;
+    }
+    sem_destroy(&start.started);
     return rc;
 }
 

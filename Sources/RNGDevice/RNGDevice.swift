@@ -4,6 +4,10 @@ import VhostUserKit
 /// virtio-rng (virtio 1.2, 5.4): one request queue of device-writable buffers, filled with entropy.
 public final class RNGDevice: VhostUserDevice {
     public static let virtioID: UInt32 = 4
+    /// The most bytes one request is filled with. A driver may offer buffers of any size (a hostile one,
+    /// an indirect table of descriptors each covering all of guest memory); a shorter fill is a valid
+    /// answer (virtio 1.2, 5.4.6), and it bounds the work one request costs.
+    public static let maxBytesPerRequest = 64 << 10
 
     public let source: OpenEntropySource
     public let sourceDescription: String
@@ -42,7 +46,9 @@ public final class RNGDevice: VhostUserDevice {
                     }
                     guard let chain = queue.nextChain() else { break }
                     var writer = chain.writer()
-                    let produced = writer.fill(upTo: min(budget, chain.writableLength)) { device.source.read(into: $0) }
+                    let produced = writer.fill(upTo: min(budget, chain.writableLength, RNGDevice.maxBytesPerRequest)) {
+                        device.source.read(into: $0)
+                    }
                     limiter?.consume(produced)
                     queue.complete(chain, written: produced)
                 }

@@ -38,7 +38,7 @@ public final class FakeFrontend: @unchecked Sendable {
     /// Sends arbitrary bytes (possibly not a valid message) with `descriptors` attached.
     public func sendRaw(_ bytes: [UInt8], descriptors: [Int32] = []) throws {
         let n = bytes.withUnsafeBytes { raw in
-            descriptors.withUnsafeBufferPointer { vhu_sendmsg_fds(channel.socket.rawValue, raw.baseAddress, raw.count, $0.baseAddress, Int32($0.count)) }
+            descriptors.withUnsafeBufferPointer { vhu_sendmsg_fds(channel.socket.rawValue, raw.baseAddress, raw.count, $0.baseAddress, Int32($0.count), 0) }
         }
         guard n == bytes.count else { throw FakeFrontendError.system("sendmsg", errno) }
     }

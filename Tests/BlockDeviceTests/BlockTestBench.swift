@@ -17,7 +17,7 @@ final class BlockTestBench {
 
     init(sizeBytes: Int = 1 << 20, target: String = "file", readOnly: Bool = false, direct: Bool = false, logicalBlockSize: Int = 512,
          engine: IOEngineKind = .ioUring, queues: Int = 1, serial: String = "disk-0123", profile: FrontendProfile = .qemu,
-         maskFeatures: UInt64 = 0) throws {
+         maskFeatures: UInt64 = 0, memorySize: Int = 8 << 20) throws {
         var path: String?
         let backendTarget: BlockTarget
         if target == "null" {
@@ -37,7 +37,7 @@ final class BlockTestBench {
         options.engine = engine
         device = try BlockDevice(backend: BlockBackend(target: backendTarget, readOnly: readOnly, direct: direct, logicalBlockSize: logicalBlockSize), options: options)
         daemon = try InProcessDaemon(device: device)
-        memory = try FakeGuestMemory(size: 8 << 20, regionCount: 2)
+        memory = try FakeGuestMemory(size: memorySize, regionCount: 2)
         setup = try daemon.connect().setUp(profile, memory: memory, queueSizes: Array(repeating: 128, count: queues), maskFeatures: maskFeatures)
     }
 

@@ -95,4 +95,26 @@ struct RNGDeviceTests {
         #expect(try q.waitForUsed(1).map(\.length) == [3000])
         for p in parts { #expect(Set(memory.read(p, count: 1000)).count > 100) }
     }
+
+    @Test("a hostile ring (indirect tables whose descriptors each cover all of guest RAM) costs a bounded fill per request, and GET_VRING_BASE is answered at once")
+    func hostileRingIsBounded() throws {
+        let daemon = try InProcessDaemon(device: try RNGDevice())
+        defer { daemon.stop() }
+        let frontend = try daemon.connect()
+        frontend.replyTimeoutMilliseconds = 2000
+        let memory = try FakeGuestMemory(size: 32 << 20)
+        let q = try frontend.setUp(.qemu, memory: memory, queueSizes: [256]).queues[0]
+        // Every chain: 64 descriptors over the same 16 MiB, 1 GiB of writable buffers in all.
+        let data = memory.regions[0].guestPhysicalAddress + (16 << 20)
+        let buffers = Array(repeating: BufferSpec.writable(data, 16 << 20), count: 64)
+        for _ in 0..<256 { q.submit(buffers, indirect: true) }
+        q.notifyDevice()
+        let first = try q.waitForUsed(1)
+        let start = monotonicNanoseconds()
+        let base = try frontend.getVringBase(0)
+        #expect(monotonicNanoseconds() - start < 1_000_000_000)
+        let used = first + q.takeUsed()
+        #expect(Int(base) == used.count)
+        #expect(used.allSatisfy { $0.length == UInt32(RNGDevice.maxBytesPerRequest) })
+    }
 }

@@ -378,6 +378,7 @@ struct ErrorPathTests {
             let q = try f.setUp(.qemu, memory: memory, queueSizes: [16]).queues[0]
             let err = try EventFD()
             try f.setVringErr(0, err)
+            try barrier(f)
             try expectEcho(q)
             // One entry written, but the index claims 17 new ones on a ring of 16.
             q.makeAvailable(head: 0, advance: 17)

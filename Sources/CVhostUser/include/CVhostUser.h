@@ -8,8 +8,9 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-/// Sends `len` bytes from `buf` with `nfds` file descriptors attached (SCM_RIGHTS). Returns bytes sent or -1.
-ssize_t vhu_sendmsg_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
+/// Sends `len` bytes from `buf` with `nfds` file descriptors attached (SCM_RIGHTS), never raising SIGPIPE.
+/// With `nonblocking`, fails with EAGAIN instead of waiting for room. Returns bytes sent or -1.
+ssize_t vhu_sendmsg_fds(int sock, const void *buf, size_t len, const int *fds, int nfds, int nonblocking);
 
 /// Receives up to `len` bytes into `buf` and up to `maxfds` descriptors into `fds` (*nfds set to the count,
 /// received with MSG_CMSG_CLOEXEC). `*truncated` is set when the kernel dropped descriptors or control data
@@ -20,8 +21,8 @@ ssize_t vhu_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int maxfds, i
 /// memfd_create(2) with MFD_CLOEXEC (and MFD_ALLOW_SEALING when `sealing` is non-zero).
 int vhu_memfd_create(const char *name, int sealing);
 
-/// eventfd(2), non-blocking and close-on-exec.
-int vhu_eventfd(unsigned int initval);
+/// eventfd(2), non-blocking and close-on-exec; with `semaphore`, each read takes 1 (EFD_SEMAPHORE).
+int vhu_eventfd(unsigned int initval, int semaphore);
 
 /// fallocate(2) with PUNCH_HOLE|KEEP_SIZE (`zero` = 0) or ZERO_RANGE|KEEP_SIZE (`zero` = 1): 0 or an errno.
 int vhu_fallocate(int fd, int zero, uint64_t offset, uint64_t length);
@@ -43,15 +44,38 @@ int vhu_accept(int sock);
 
 /// epoll_create1(EPOLL_CLOEXEC).
 int vhu_epoll_create(void);
-/// Adds `fd` to `epfd` for EPOLLIN, tagging events with `token`.
-int vhu_epoll_add(int epfd, int fd, uint64_t token);
+/// Adds `fd` to `epfd` for EPOLLIN, tagging events with `token`. With `edge`, readiness is reported once
+/// per new event (EPOLLET), so a descriptor that stays readable or hung up cannot make a waiter spin.
+int vhu_epoll_add(int epfd, int fd, uint64_t token, int edge);
+
 /// Waits for events; stores the tokens of ready descriptors in `tokens`. Returns the count or -1.
 int vhu_epoll_wait(int epfd, uint64_t *tokens, int maxevents, int timeout_ms);
 
+/// Sets O_NONBLOCK on `fd` (keeping its other status flags). Returns 0 or -1.
+int vhu_set_nonblocking(int fd);
+
+// Guest memory guard. A front-end can shrink the file behind a shared region after the back-end mapped
+// it; touching the lost pages would raise SIGBUS and kill the daemon. Mappings registered here are
+// guarded: a SIGBUS inside one replaces the faulting page with a private zero page (so the access
+// completes harmlessly), marks the mapping as faulted and bumps a process-wide counter that the
+// owner checks. A SIGBUS anywhere else goes to the previous handler (or kills the process as usual).
+
+/// Installs the SIGBUS handler once per process (idempotent, thread-safe). Returns 0 or an errno value.
+int vhu_guard_install(void);
+/// Registers `length` bytes at `base`; returns a slot number, or -1 when the table is full.
+int vhu_guard_register(void *base, size_t length);
+/// Unregisters a slot (before the mapping is unmapped).
+void vhu_guard_unregister(int slot);
+/// Whether a fault hit the mapping in `slot` since it was registered.
+int vhu_guard_faulted(int slot);
+/// How many guarded faults the process has taken: cheap to poll for a change.
+uint64_t vhu_guard_fault_count(void);
+
 /// The pthread start routine type without Swift's nullability quirks across platforms.
 typedef void *(*vhu_thread_fn)(void *);
-/// Starts a joinable thread. Returns 0 or an errno value.
-int vhu_thread_start(uint64_t *thread, vhu_thread_fn fn, void *arg);
+/// Starts a joinable thread, named `name` when not NULL (15 bytes kept; what top -H and
+/// /proc/PID/task/TID/comm show), and returns once it runs under that name. Returns 0 or an errno value.
+int vhu_thread_start(uint64_t *thread, vhu_thread_fn fn, void *arg, const char *name);
 /// Joins a thread started by vhu_thread_start.
 int vhu_thread_join(uint64_t thread);
 

@@ -1,11 +1,22 @@
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The back-end request channel (SET_BACKEND_REQ_FD): how the daemon speaks first, e.g. to tell the
 /// front-end that the config space changed. Safe to use from any thread.
 public final class BackendChannel: Sendable {
-    private let channel: Mutex<MessageChannel>
+    private struct State {
+        let channel: MessageChannel
+        /// A send timed out or failed part-way: the stream is out of step and carries nothing more.
+        var broken = false
+    }
+    private let state: Mutex<State>
 
-    public init(socket: OwnedDescriptor) { channel = Mutex(MessageChannel(socket: socket)) }
+    /// How long a send waits for the front-end to make room before the channel is given up.
+    public static let sendTimeoutMilliseconds: Int32 = 1000
+
+    public init(socket: OwnedDescriptor) { state = Mutex(State(channel: MessageChannel(socket: socket))) }
 
     /// Sends VHOST_USER_BACKEND_CONFIG_CHANGE_MSG, so the front-end re-reads the config space and
     /// raises a config interrupt in the guest. No reply is requested: the front-end may be busy
@@ -14,9 +25,19 @@ public final class BackendChannel: Sendable {
         try send(.configChangeMsg)
     }
 
-    /// Sends a back-end request with no descriptors.
+    /// Sends a back-end request with no descriptors. A front-end that does not read the channel cannot
+    /// block the caller for longer than `sendTimeoutMilliseconds`; after that (or any failure) the
+    /// channel is broken and later sends fail at once.
     public func send(_ request: BackendRequest, payload: [UInt8] = []) throws(VhostUserError) {
         let header = MessageHeader(request: request.rawValue, flags: .version1, size: UInt32(payload.count))
-        try channel.withLock { (c) throws(VhostUserError) in try c.send(header, payload: payload) }
+        try state.withLock { (s) throws(VhostUserError) in
+            guard !s.broken else { throw .system(call: "sendmsg", errno: EPIPE) }
+            do throws(VhostUserError) {
+                try s.channel.send(header, payload: payload, timeoutMilliseconds: Self.sendTimeoutMilliseconds)
+            } catch {
+                s.broken = true
+                throw error
+            }
+        }
     }
 }

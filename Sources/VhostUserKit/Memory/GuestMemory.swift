@@ -63,6 +63,9 @@ public final class GuestMemory: @unchecked Sendable {
 
     public var isEmpty: Bool { regions.isEmpty }
 
+    /// Whether the front-end shrank the file under any region and an access hit a lost page.
+    public var faulted: Bool { regions.contains { $0.faulted } }
+
     /// Host address of `length` bytes at guest physical address `address`, when they lie in one region.
     @inline(__always)
     public func contiguous(guest address: UInt64, length: Int) -> UnsafeMutableRawPointer? {

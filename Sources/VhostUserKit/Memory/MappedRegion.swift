@@ -10,6 +10,7 @@ public final class MappedRegion: @unchecked Sendable {
     public let host: UnsafeMutableRawPointer
     private let mapping: UnsafeMutableRawPointer
     private let mappingLength: Int
+    private let memoryGuard: MemoryGuard
     /// Kept open for the region's lifetime (some frontends match regions by file on removal).
     public let file: OwnedDescriptor
 
@@ -17,32 +18,47 @@ public final class MappedRegion: @unchecked Sendable {
     public var size: UInt64 { description.size }
     public var userAddress: UInt64 { description.userAddress }
 
-    /// Maps `description` from `file`. Refuses sizes that overflow and files too small to back the region
-    /// (touching a mapping past the end of its file would raise SIGBUS in the daemon).
+    /// Whether the front-end shrank the file under the mapping and an access touched a lost page.
+    public var faulted: Bool { memoryGuard.faulted }
+
+    /// Maps `description` from `file`, from the page that holds `mmapOffset` (so the region keeps the
+    /// file's own alignment: an offset of 8 gives a host address 8 bytes into a page, never a
+    /// misaligned ring at an aligned front-end address). Refuses sizes that overflow and files too small
+    /// to back the region. The whole mapping is reserved up front (no MAP_NORESERVE): a hugetlbfs file
+    /// without enough free pages fails here, not with SIGBUS on first touch; a file the front-end
+    /// shrinks later is caught by the memory guard.
     public init(_ description: MemoryRegionDescription, file: OwnedDescriptor, request: FrontendRequest) throws(VhostUserError) {
         let d = description
         guard d.size > 0 else { throw .invalidRequest(request, "memory region of size 0") }
         let (gpaEnd, o1) = d.guestPhysicalAddress.addingReportingOverflow(d.size)
         let (_, o2) = d.userAddress.addingReportingOverflow(d.size)
-        let (length, o3) = d.size.addingReportingOverflow(d.mmapOffset)
-        guard !o1, !o2, !o3, gpaEnd > 0, length <= UInt64(Int.max) else {
+        let (fileEnd, o3) = d.size.addingReportingOverflow(d.mmapOffset)
+        guard !o1, !o2, !o3, gpaEnd > 0, fileEnd <= UInt64(Int.max) else {
             throw .invalidRequest(request, "memory region gpa 0x\(String(d.guestPhysicalAddress, radix: 16)) size 0x\(String(d.size, radix: 16)) overflows")
         }
         var st = stat()
         guard fstat(file.rawValue, &st) == 0 else { throw .invalidRequest(request, "memory region fd is not usable (errno \(errno))") }
-        if (st.st_mode & S_IFMT) == S_IFREG, UInt64(st.st_size) < length {
-            throw .invalidRequest(request, "memory region needs \(length) bytes but its file has \(st.st_size)")
+        if (st.st_mode & S_IFMT) == S_IFREG, UInt64(st.st_size) < fileEnd {
+            throw .invalidRequest(request, "memory region needs \(fileEnd) bytes but its file has \(st.st_size)")
         }
-        guard let p = mmap(nil, Int(length), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, file.rawValue, 0),
+        let pageSize = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+        let start = d.mmapOffset - d.mmapOffset % pageSize
+        let lead = Int(d.mmapOffset - start)
+        let length = Int(fileEnd - start)
+        guard let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, file.rawValue, off_t(start)),
               p != MAP_FAILED else {
-            throw .invalidRequest(request, "mmap of \(length) bytes failed (errno \(errno))")
+            throw .invalidRequest(request, "mmap of \(length) bytes at file offset \(start) failed (errno \(errno))")
         }
         self.description = d
         self.file = file
         mapping = p
-        mappingLength = Int(length)
-        host = p + Int(d.mmapOffset)
+        mappingLength = length
+        host = p + lead
+        memoryGuard = MemoryGuard(base: p, length: length)
     }
 
-    deinit { munmap(mapping, mappingLength) }
+    deinit {
+        memoryGuard.release()
+        munmap(mapping, mappingLength)
+    }
 }

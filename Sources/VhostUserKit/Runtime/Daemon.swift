@@ -1,4 +1,7 @@
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Serves one device to one front-end at a time, for as long as the process lives: accept, run the
 /// session, clean up, accept the next front-end on the same socket.
@@ -28,6 +31,11 @@ public final class Daemon: Sendable {
 
     public init(device: any VhostUserDevice, configuration: Configuration = .init(), logger: Logger,
                 onEvent: @escaping @Sendable (Event) -> Void = { _ in }) throws(VhostUserError) {
+        // A write to a call descriptor or socket whose reader is gone must fail with EPIPE, not kill
+        // the process: a daemon never wants SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
+        // Before any guest memory is mapped (and before a sandbox that may forbid sigaction).
+        MemoryGuard.install()
         self.device = device
         self.configuration = configuration
         self.logger = logger

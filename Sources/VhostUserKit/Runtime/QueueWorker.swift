@@ -34,10 +34,12 @@ final class QueueWorker: @unchecked Sendable {
 
     func start() throws(VhostUserError) {
         let epoll = try Epoll()
-        if let kick { try epoll.add(kick.rawValue, token: Self.kickToken) }
+        // Edge-triggered: the kick descriptor is the front-end's, and one that stays readable (a hung-up
+        // pipe, a semaphore eventfd with a huge count) must not keep the worker awake.
+        if let kick { try epoll.add(kick.rawValue, token: Self.kickToken, edgeTriggered: true) }
         try epoll.add(wake.rawValue, token: Self.wakeToken)
         for fd in handler.wakeDescriptors { try epoll.add(fd, token: Self.handlerToken) }
-        thread = PosixThread { [self] in run(epoll) }
+        thread = PosixThread(name: "vhu-queue-\(queue.index)") { [self] in run(epoll) }
     }
 
     /// A kick that came in-band (VHOST_USER_VRING_KICK) or any reason to look at the ring again.
@@ -47,6 +49,7 @@ final class QueueWorker: @unchecked Sendable {
     /// indices are then in `queue`.
     func stop() {
         stopRequested.store(true, ordering: .releasing)
+        queue.requestStop()
         wake.signal()
         thread?.join()
         thread = nil
@@ -84,6 +87,7 @@ final class QueueWorker: @unchecked Sendable {
             queue.disableNotifications()
             queue.completionPort.drain(into: queue, spare: &spare)
             let result = handler.process(queue)
+            queue.checkMemory()
             queue.publish()
             if stopping { return .blocked }
             switch result {

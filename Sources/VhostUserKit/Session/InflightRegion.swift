@@ -10,6 +10,7 @@ public final class InflightRegion: @unchecked Sendable {
     public let description: InflightDescription
     public let file: OwnedDescriptor
     public let base: UnsafeMutableRawPointer
+    private let memoryGuard: MemoryGuard
 
     /// Bytes one queue of `queueSize` descriptors takes, rounded to 64 like other implementations.
     public static func queueRegionSize(queueSize: Int) -> Int { (InflightTracker.bytes(queueSize: queueSize) + 63) & ~63 }
@@ -41,7 +42,14 @@ public final class InflightRegion: @unchecked Sendable {
         self.description = description
         self.file = file
         self.base = p
+        memoryGuard = MemoryGuard(base: p, length: Int(description.mmapSize))
     }
 
-    deinit { munmap(base, Int(description.mmapSize)) }
+    /// Whether the front-end shrank the region's file under it and an access touched a lost page.
+    public var faulted: Bool { memoryGuard.faulted }
+
+    deinit {
+        memoryGuard.release()
+        munmap(base, Int(description.mmapSize))
+    }
 }

@@ -12,6 +12,9 @@ final class QueueSlot {
     var kick: EventFD?
     var call: EventFD?
     var err: EventFD?
+    /// SET_VRING_CALL installed a new call descriptor since the queue last started: the start signals
+    /// it once if the ring has used elements (an interrupt may have been lost with the old one).
+    var callReplaced = false
     /// SET_VRING_ENABLE state; only consulted when VHOST_USER_F_PROTOCOL_FEATURES was negotiated.
     var enabled = false
     var worker: QueueWorker?

@@ -132,7 +132,7 @@ extension Session {
             stop(slot)
             switch request {
             case .setVringKick: slot.kick = event; slot.started = true
-            case .setVringCall: slot.call = event
+            case .setVringCall: slot.call = event; slot.callReplaced = event != nil
             default: slot.err = event
             }
             return nil
@@ -185,6 +185,8 @@ extension Session {
                 throw .invalidRequest(request, "\(asked.queueCount) queues of size \(asked.queueSize)")
             }
             let region = try InflightRegion.create(queueCount: Int(asked.queueCount), queueSize: Int(asked.queueSize))
+            // Running workers write to the current region: stop them before it is unmapped.
+            stopAllQueues()
             inflight = region
             return Reply(payload: region.description.encoded(), descriptors: [region.file.rawValue])
 
@@ -192,7 +194,9 @@ extension Session {
             let description = try InflightDescription(decoding: m.payload, for: request)
             try expect(m, descriptors: 1)
             guard device.extraProtocolFeatures.contains(.inflightShmfd) else { throw .unsupportedRequest(request) }
-            inflight = try InflightRegion(description, file: m.descriptors[0])
+            let region = try InflightRegion(description, file: m.descriptors[0])
+            stopAllQueues()
+            inflight = region
             return nil
 
         case .setStatus:
@@ -243,14 +247,15 @@ extension Session {
         let parts = [("descriptor table", address.descriptorTable, layout.descriptorTableBytes),
                      ("available ring", address.availableRing, layout.availableRingBytes),
                      ("used ring", address.usedRing, layout.usedRingBytes)]
-        for (name, start, length) in parts where memory.contiguous(user: start, length: length) == nil {
-            throw .invalidRequest(.setVringAddr, "queue \(address.index): the \(name) at 0x\(String(start, radix: 16)) is outside guest memory")
-        }
-        // virtio 1.2, 2.7: the descriptor table is 16-byte aligned, the available ring 2, the used ring 4.
-        for (name, start, alignment) in [("descriptor table", address.descriptorTable, 16 as UInt64),
-                                         ("available ring", address.availableRing, 2), ("used ring", address.usedRing, 4)]
-        where start % alignment != 0 {
-            throw .invalidRequest(.setVringAddr, "queue \(address.index): the \(name) at 0x\(String(start, radix: 16)) is not \(alignment)-byte aligned")
+        // virtio 1.2, 2.7: the descriptor table is 16-byte aligned, the available ring 2, the used ring 4;
+        // in the front-end's address space and in ours (a region's file offset can shift the latter).
+        for ((name, start, length), alignment) in zip(parts, [16, 2, 4]) {
+            guard let host = memory.contiguous(user: start, length: length) else {
+                throw .invalidRequest(.setVringAddr, "queue \(address.index): the \(name) at 0x\(String(start, radix: 16)) is outside guest memory")
+            }
+            guard start % UInt64(alignment) == 0, Int(bitPattern: host) % alignment == 0 else {
+                throw .invalidRequest(.setVringAddr, "queue \(address.index): the \(name) at 0x\(String(start, radix: 16)) is not \(alignment)-byte aligned (in the front-end's mapping or in ours)")
+            }
         }
     }
 }

@@ -5,7 +5,7 @@ import Logging
 /// `VhostUserDevice` calls and running queues.
 public final class Session {
     let device: any VhostUserDevice
-    let channel: MessageChannel
+    private(set) var channel: MessageChannel
     let logger: Logger
     let pollNanoseconds: UInt64
     private let onQueuesRunning: (Int) -> Void
@@ -41,8 +41,11 @@ public final class Session {
 
     /// Serves requests until the front-end disconnects or `shutdown` is signalled, then stops every
     /// queue and releases the connection's memory and descriptors. Framing errors end the session.
+    /// `shutdown` also cuts short a wait in the middle of a message or for room to send a reply, so a
+    /// front-end that stalls cannot keep the daemon from stopping.
     public func run(shutdown: EventFD? = nil) throws(VhostUserError) {
         defer { close() }
+        if let shutdown { channel = MessageChannel(socket: channel.socket, interrupt: shutdown.rawValue) }
         while true {
             if let shutdown, try waitReadable([channel.socket.rawValue, shutdown.rawValue]) == 1 { return }
             guard let message = try channel.receive() else { return }
@@ -126,6 +129,10 @@ public final class Session {
                                       completionPort: CompletionPort(wake: wake),
                                       inflightRegion: inflightRegion(queue: slot.index, size: size),
                                       malformedChainPolicy: device.malformedChainPolicy, logger: logger)
+            if slot.callReplaced {
+                queue.signalIfUsed()
+                slot.callReplaced = false
+            }
             let handler = device.makeQueueHandler(queue: slot.index, features: features)
             let worker = QueueWorker(queue: queue, wake: wake, handler: handler, kick: slot.kick, pollNanoseconds: pollNanoseconds)
             try worker.start()

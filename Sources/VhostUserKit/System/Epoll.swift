@@ -11,8 +11,10 @@ final class Epoll {
         descriptor = OwnedDescriptor(try systemCall("epoll_create1") { vhu_epoll_create() })
     }
 
-    func add(_ fd: Int32, token: UInt64) throws(VhostUserError) {
-        try systemCall("epoll_ctl") { vhu_epoll_add(descriptor.rawValue, fd, token) }
+    /// Watches `fd` for readability. `edgeTriggered` reports each new event once (for descriptors a
+    /// peer controls, which could otherwise stay ready forever: a hung-up pipe, a semaphore eventfd).
+    func add(_ fd: Int32, token: UInt64, edgeTriggered: Bool = false) throws(VhostUserError) {
+        try systemCall("epoll_ctl") { vhu_epoll_add(descriptor.rawValue, fd, token, edgeTriggered ? 1 : 0) }
     }
 
     /// Waits for readiness (timeout -1 = forever) and returns the number of tokens written to `tokens`.

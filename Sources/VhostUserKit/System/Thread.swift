@@ -11,14 +11,15 @@ public final class PosixThread: @unchecked Sendable {
         init(_ body: @escaping () -> Void) { self.body = body }
     }
 
-    /// Starts `body` on a new thread. The closure is handed over to that thread and not used here again.
-    public init(_ body: sending @escaping () -> Void) {
+    /// Starts `body` on a new thread, named `name` when given (what `top -H` shows). The closure is
+    /// handed over to that thread and not used here again.
+    public init(name: String? = nil, _ body: sending @escaping () -> Void) {
         let start = Unmanaged.passRetained(Start(body)).toOpaque()
         let rc = vhu_thread_start(&handle, { raw in
             let start = Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
             start.body()
             return nil
-        }, start)
+        }, start, name)
         precondition(rc == 0, "pthread_create failed with \(rc)")
     }
 

@@ -1,5 +1,9 @@
 import CVhostUser
 import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A running split virtqueue, owned by exactly one queue worker thread.
 ///
@@ -50,6 +54,11 @@ public final class Virtqueue: @unchecked Sendable {
     public private(set) var brokenReason: VirtqueueError?
     /// Chains returned to the driver unprocessed because they were malformed.
     public private(set) var malformedChains = 0
+    /// Set by the worker when the queue must stop: `nextChain()` then hands out nothing more, so a
+    /// handler's pass ends after the request in hand, however many the driver queued.
+    private let stopFlag = Atomic<Bool>(false)
+    /// The memory guard's fault count when the queue last checked its memory.
+    private var knownFaults = MemoryGuard.faultCount
 
     /// Resolves the ring addresses (front-end virtual addresses) in `memory` and checks that all three
     /// parts lie inside it, aligned as the spec requires.
@@ -68,6 +77,12 @@ public final class Virtqueue: @unchecked Sendable {
         guard address.usedRing % 4 == 0,
               let u = memory.contiguous(user: address.usedRing, length: layout.usedRingBytes)
         else { throw .ringOutsideMemory(part: "used ring") }
+        // The front-end's addresses are aligned; the host ones must be too (a region whose file offset
+        // is not a multiple of 16 shifts them), or the index accesses would be misaligned atomics.
+        for (part, pointer, alignment) in [("descriptor table", d, 16), ("available ring", a, 2), ("used ring", u, 4)]
+        where Int(bitPattern: pointer) % alignment != 0 {
+            throw .ringMisaligned(part: part)
+        }
         self.index = index
         self.size = size
         self.layout = layout
@@ -99,21 +114,34 @@ public final class Virtqueue: @unchecked Sendable {
                 logger.info("queue \(index): resubmitting \(resubmit.count) request(s) left in flight by the previous back-end")
             }
         }
+        // Memory that lost pages stays lost: a restarted queue on it starts stopped.
+        if memory.faulted { markBroken(.memoryLost) }
     }
 
     deinit { scratch.deallocate() }
 
     // MARK: Available ring
 
-    /// Whether the driver has made buffers available that have not been taken yet.
+    /// Whether the driver has made buffers available that have not been taken yet. Always false for a
+    /// broken queue: it waits, without spinning, for the front-end to set it up again.
     @inline(__always)
     public var hasAvailable: Bool {
-        resubmitted < resubmit.count || vhu_load_acquire_u16(avail + SplitRingLayout.availIndexOffset) != nextAvail
+        guard brokenReason == nil else { return false }
+        return resubmitted < resubmit.count || vhu_load_acquire_u16(avail + SplitRingLayout.availIndexOffset) != nextAvail
     }
 
-    /// The next available chain, or nil when there is none (or the ring is broken).
-    /// A malformed chain is logged, returned to the driver with a length of 0, and skipped.
+    /// Whether the worker is stopping (GET_VRING_BASE, a disconnect, new memory or features): a handler
+    /// that holds work of its own should finish the request in hand and return.
+    @inline(__always)
+    public var isStopping: Bool { stopFlag.load(ordering: .relaxed) }
+
+    /// Asks the handler's pass to end: `nextChain()` returns nil from now on.
+    func requestStop() { stopFlag.store(true, ordering: .relaxed) }
+
+    /// The next available chain, or nil when there is none, the ring is broken or the worker is
+    /// stopping. A malformed chain is logged, returned to the driver with a length of 0, and skipped.
     public func nextChain() -> DescriptorChain? {
+        if isStopping { return nil }
         while resubmitted < resubmit.count && brokenReason == nil {
             let head = resubmit[resubmitted]
             resubmitted += 1
@@ -261,9 +289,28 @@ public final class Virtqueue: @unchecked Sendable {
         vhu_store_release_u16(used + SplitRingLayout.usedIndexOffset, nextUsed)
         inflight?.published(batch: Int(nextUsed &- publishedUsed), usedIndex: nextUsed)
         publishedUsed = nextUsed
-        guard needsInterrupt() else { return false }
-        call?.signal()
-        return call != nil
+        guard needsInterrupt(), let call else { return false }
+        if !call.signal() { markBroken(.notifyFailed(errno: errno)) }
+        return true
+    }
+
+    /// Signals the call eventfd once, whatever the driver asked for: after the front-end installs a new
+    /// call descriptor on a ring that already has used elements, an interrupt may have been lost with
+    /// the old descriptor (a back-end restart, a reconnect). Drivers tolerate a spurious interrupt;
+    /// a lost one hangs them.
+    func signalIfUsed() {
+        guard publishedUsed != 0, let call else { return }
+        if !call.signal() { markBroken(.notifyFailed(errno: errno)) }
+    }
+
+    /// Stops the queue when the front-end shrank a file under guest memory and an access hit a lost
+    /// page (the memory guard absorbed the fault). Cheap when nothing faulted: one atomic load.
+    @inline(__always)
+    func checkMemory() {
+        let faults = MemoryGuard.faultCount
+        guard faults != knownFaults else { return }
+        knownFaults = faults
+        if brokenReason == nil, memory.faulted { markBroken(.memoryLost) }
     }
 
     private func needsInterrupt() -> Bool {

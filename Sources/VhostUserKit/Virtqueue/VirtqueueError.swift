@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Why a descriptor chain or a ring was refused. A bad chain is returned to the guest with a length of 0;
 /// a bad ring (an index the device cannot trust) stops the queue until the front-end sets it up again.
 public enum VirtqueueError: Error, Equatable, CustomStringConvertible {
@@ -13,11 +17,16 @@ public enum VirtqueueError: Error, Equatable, CustomStringConvertible {
     case indirectNotNegotiated
     case badIndirectTable(length: UInt32)
     case tooManySegments
+    case ringMisaligned(part: String)
+    /// The call eventfd cannot be written (a pipe without a reader, a closed descriptor).
+    case notifyFailed(errno: Int32)
+    /// The file behind a guest memory region shrank under the mapping.
+    case memoryLost
 
     /// Whether the whole ring is untrustworthy (as opposed to one chain).
     public var breaksQueue: Bool {
         switch self {
-        case .ringOutsideMemory, .headOutOfRange, .availIndexJump: true
+        case .ringOutsideMemory, .headOutOfRange, .availIndexJump, .ringMisaligned, .notifyFailed, .memoryLost: true
         default: false
         }
     }
@@ -36,6 +45,9 @@ public enum VirtqueueError: Error, Equatable, CustomStringConvertible {
         case .indirectNotNegotiated: "indirect descriptor without VIRTIO_F_INDIRECT_DESC"
         case let .badIndirectTable(length): "indirect table of \(length) bytes"
         case .tooManySegments: "descriptor chain maps to too many memory segments"
+        case let .ringMisaligned(part): "the \(part) is misaligned in the back-end's mapping (the region's file offset breaks its alignment)"
+        case let .notifyFailed(errno): "the call descriptor cannot be signalled: \(String(cString: strerror(errno)))"
+        case .memoryLost: "a guest memory region lost its backing: the front-end shrank its file"
         }
     }
 }

@@ -9,8 +9,14 @@ public final class MessageChannel: @unchecked Sendable {
     /// The most descriptors one message may carry (a memory table has at most 8).
     public static let maxDescriptors = 8
     public let socket: OwnedDescriptor
+    /// A descriptor whose readiness abandons any wait for the peer (the daemon's shutdown event), so a
+    /// peer that stops half-way through a message or never reads its replies cannot hold the thread.
+    private let interrupt: Int32?
 
-    public init(socket: OwnedDescriptor) { self.socket = socket }
+    public init(socket: OwnedDescriptor, interrupt: Int32? = nil) {
+        self.socket = socket
+        self.interrupt = interrupt
+    }
 
     /// Receives the next message, or nil when the peer closed the connection between messages.
     /// Framing errors (a truncated header or payload, an oversized payload, a wrong version, too
@@ -39,6 +45,7 @@ public final class MessageChannel: @unchecked Sendable {
         var filled = 0
         var fds = [Int32](repeating: -1, count: Self.maxDescriptors)
         while filled < buffer.count {
+            try waitForPeer(events: Int16(POLLIN), timeoutMilliseconds: -1)
             var count: Int32 = 0
             var truncated: Int32 = 0
             let n = buffer.withUnsafeMutableBytes { raw in
@@ -56,20 +63,41 @@ public final class MessageChannel: @unchecked Sendable {
         return filled
     }
 
-    /// Sends one message with its descriptors in a single sendmsg.
-    public func send(_ header: MessageHeader, payload: [UInt8] = [], descriptors: [Int32] = []) throws(VhostUserError) {
+    /// Sends one message, its descriptors with the first byte. Waits for room in the socket for at most
+    /// `timeoutMilliseconds` each time it is full (-1: as long as it takes, or until the interrupt).
+    /// A message that could not be sent whole leaves the stream out of step: the caller must drop it.
+    public func send(_ header: MessageHeader, payload: [UInt8] = [], descriptors: [Int32] = [],
+                     timeoutMilliseconds: Int32 = -1) throws(VhostUserError) {
         let bytes = header.encoded() + payload
+        let nonblocking: Int32 = interrupt != nil || timeoutMilliseconds >= 0 ? 1 : 0
         var sent = 0
         while sent < bytes.count {
             let n = bytes.withUnsafeBytes { raw in
                 descriptors.withUnsafeBufferPointer { fds in
                     vhu_sendmsg_fds(socket.rawValue, raw.baseAddress! + sent, raw.count - sent,
-                                    sent == 0 ? fds.baseAddress : nil, sent == 0 ? Int32(fds.count) : 0)
+                                    sent == 0 ? fds.baseAddress : nil, sent == 0 ? Int32(fds.count) : 0, nonblocking)
                 }
+            }
+            if n < 0 && errno == EAGAIN {
+                try waitForPeer(events: Int16(POLLOUT), timeoutMilliseconds: timeoutMilliseconds)
+                continue
             }
             guard n > 0 else { throw .system(call: "sendmsg", errno: n < 0 ? errno : EPIPE) }
             sent += n
         }
+    }
+
+    /// Waits until the socket is ready for `events`; throws when the interrupt fires first or the
+    /// timeout passes. Without an interrupt or a timeout the blocking socket call does the waiting.
+    private func waitForPeer(events: Int16, timeoutMilliseconds: Int32) throws(VhostUserError) {
+        guard interrupt != nil || timeoutMilliseconds >= 0 else { return }
+        var fds = (pollfd(fd: socket.rawValue, events: events, revents: 0),
+                   pollfd(fd: interrupt ?? -1, events: Int16(POLLIN), revents: 0))
+        let n = try withUnsafeMutableBytes(of: &fds) { (raw) throws(VhostUserError) in
+            try systemCall("poll") { poll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), 2, timeoutMilliseconds) }
+        }
+        if fds.1.revents != 0 { throw .interrupted }
+        if n == 0 { throw .system(call: "sendmsg", errno: ETIMEDOUT) }
     }
 
     /// Sends a reply to `request`: REPLY flag set, version 1.

@@ -16,12 +16,14 @@ public enum VhostUserError: Error, Equatable, CustomStringConvertible {
     /// A well-formed request the daemon refuses (a bad ring size, an address outside memory...).
     case invalidRequest(FrontendRequest, String)
     case system(call: String, errno: Int32)
+    /// The daemon is shutting down: the wait for the peer was abandoned.
+    case interrupted
 
     /// Whether the connection cannot go on after this error (the byte stream is out of sync or the peer
     /// broke the framing rules); other errors are answered with a failure ack and the session goes on.
     public var dropsConnection: Bool {
         switch self {
-        case .truncatedMessage, .payloadTooLarge, .tooManyFileDescriptors, .badVersion, .system: return true
+        case .truncatedMessage, .payloadTooLarge, .tooManyFileDescriptors, .badVersion, .system, .interrupted: return true
         default: return false
         }
     }
@@ -38,6 +40,7 @@ public enum VhostUserError: Error, Equatable, CustomStringConvertible {
         case let .unsupportedRequest(request): "\(request) is not supported by this back-end"
         case let .invalidRequest(request, why): "\(request): \(why)"
         case let .system(call, errno): "\(call): \(String(cString: strerror(errno)))"
+        case .interrupted: "shutting down"
         }
     }
 }

@@ -1,0 +1,70 @@
+import BlockDevice
+import Testing
+import VhostUserKit
+import VhostUserTesting
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Requests and front-ends built to hurt vhost-user-blk: sizes that overflow 32-bit fields, a back-end
+/// channel nobody reads, write zeroes where there is no file to sync.
+@Suite("virtio-blk against a hostile guest and front-end")
+struct BlockHostileRequestTests {
+    @Test("a request whose buffers add up to more than 2 GiB (overlapping) gets IOERR, no trap, and the queue goes on",
+          arguments: [0 as UInt32, 1])
+    func hugeRequestIsRefused(type: UInt32) throws {
+        let bench = try BlockTestBench(sizeBytes: 8 << 30, memorySize: 64 << 20)
+        defer { bench.daemon.stop() }
+        // 125 buffers over the same 32 MiB of region 1: 4000 MiB of data in one request.
+        let data = bench.memory.regions[1].guestPhysicalAddress
+        let h = bench.header(type), s = bench.memory.allocate(1, region: 0)
+        bench.memory.write([0xff], at: s)
+        let chunk = BufferSpec(address: data, length: 32 << 20, writable: type == 0)
+        let (used, status) = try bench.run([.readable(h, 16)] + Array(repeating: chunk, count: 125) + [.writable(s, 1)], status: s)
+        #expect(status == 1)  // IOERR
+        #expect(used.length == 1)
+        #expect(try bench.write(sector: 0, pattern(4096, seed: 9)) == 0)
+        #expect(bench.fileBytes(at: 0, count: 4096) == pattern(4096, seed: 9))
+    }
+
+    @Test("WRITE_ZEROES on the null target in writethrough mode succeeds (no fdatasync of a missing file)")
+    func writeZeroesOnNullWritethrough() throws {
+        let bench = try BlockTestBench(target: "null", maskFeatures: VirtioBlock.Feature.flush)
+        defer { bench.daemon.stop() }
+        let h = bench.header(13), (r, n) = bench.ranges([(sector: 0, sectors: 8, flags: 0)]), s = bench.memory.allocate(1)
+        let (_, status) = try bench.run([.readable(h, 16), .readable(r, n), .writable(s, 1)], status: s)
+        #expect(status == 0)
+    }
+
+    @Test("a front-end that never reads its back-end channel cannot hold the daemon: resize notices give up, stop is prompt")
+    func unreadBackendChannel() throws {
+        let bench = try BlockTestBench()
+        withExtendedLifetime(bench.setup.backendSocket) {}
+        // Grow the image a block at a time; each change sends a config-change message nobody reads,
+        // until the socket is full and a send gives up.
+        let finished = try EventFD()
+        let image = bench.image!
+        let device = bench.device
+        let notifier = PosixThread {
+            for i in 1...600 {
+                #expect(truncate(image, off_t((1 << 20) + 512 * i)) == 0)
+                device.checkResize()
+            }
+            finished.signal()
+        }
+        #expect(finished.wait(timeoutMilliseconds: 20_000))
+        let start = monotonicNanoseconds()
+        bench.daemon.stop()
+        #expect(monotonicNanoseconds() - start < 2_000_000_000)
+        notifier.join()
+    }
+}
+/// Polls `condition` every millisecond until it holds or the timeout passes.
+func waitUntilTrue(timeoutSeconds: Int, _ condition: () -> Bool) -> Bool {
+    let deadline = monotonicNanoseconds() + UInt64(timeoutSeconds) * 1_000_000_000
+    while !condition() {
+        if monotonicNanoseconds() > deadline { return false }
+        usleep(1000)
+    }
+    return true
+}
