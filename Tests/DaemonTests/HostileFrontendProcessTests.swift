@@ -186,12 +186,18 @@ struct HostileFrontendProcessTests {
             let fd = f.channel.socket.rawValue
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             let request = MessageHeader(request: FrontendRequest.getFeatures.rawValue, flags: .version1, size: 0).encoded()
-            // Our own send buffer fills once the daemon is stuck sending replies nobody reads.
-            var sent = 0
-            while sent < 100_000 && request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count {
-                sent += 1
+            // Send until the daemon stops reading for half a second: it is then stuck sending replies
+            // nobody reads.
+            var sent = 0, stuck = false
+            while sent < 100_000 && !stuck {
+                if request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count {
+                    sent += 1
+                } else {
+                    var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                    stuck = poll(&p, 1, 500) == 0
+                }
             }
-            #expect(sent < 100_000, "the socket never filled")
+            #expect(stuck, "the daemon kept reading \(sent) requests")
         }
         let start = Date()
         daemon.send(SIGTERM)
