@@ -1,4 +1,5 @@
 import BlockDevice
+import Foundation
 import Testing
 import VhostUserKit
 import VhostUserTesting
@@ -36,6 +37,34 @@ struct BlockHostileRequestTests {
         #expect(status == 0)
     }
 
+    @Test("WRITE_ZEROES with UNMAP on a host block device (a loop device) reads back as zeroes",
+          .enabled(if: getuid() == 0 && access("/usr/sbin/losetup", X_OK) == 0 && access("/dev/loop-control", F_OK) == 0))
+    func writeZeroesUnmapOnBlockDevice() throws {
+        let image = "/tmp/vhu-loop-\(getpid()).img"
+        let fd = open(image, O_CREAT | O_RDWR | O_TRUNC, 0o600)
+        let data = pattern(1 << 20, seed: 5)
+        #expect(data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } == data.count)
+        close(fd)
+        defer { unlink(image) }
+        let attach = try runCommand(["/usr/sbin/losetup", "--find", "--show", image])
+        let loop = attach.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(loop.hasPrefix("/dev/loop"))
+        defer { _ = try? runCommand(["/usr/sbin/losetup", "--detach", loop]) }
+        let bench = try BlockTestBench(target: loop)
+        defer { bench.daemon.stop() }
+        let h = bench.header(13), (r, n) = bench.ranges([(sector: 8, sectors: 16, flags: 1)]), s = bench.memory.allocate(1)
+        let (_, status) = try bench.run([.readable(h, 16), .readable(r, n), .writable(s, 1)], status: s)
+        #expect(status == 0)
+        let (readStatus, zeroed, _) = try bench.read(sector: 8, length: 16 * 512)
+        #expect(readStatus == 0)
+        #expect(zeroed == [UInt8](repeating: 0, count: 16 * 512))
+        // The neighbours are untouched.
+        let (_, before, _) = try bench.read(sector: 0, length: 8 * 512)
+        #expect(before == Array(data[0..<(8 * 512)]))
+        let (_, after, _) = try bench.read(sector: 24, length: 512)
+        #expect(after == Array(data[(24 * 512)..<(25 * 512)]))
+    }
+
     @Test("a front-end that never reads its back-end channel cannot hold the daemon: resize notices give up, stop is prompt")
     func unreadBackendChannel() throws {
         let bench = try BlockTestBench()
@@ -68,3 +97,19 @@ func waitUntilTrue(timeoutSeconds: Int, _ condition: () -> Bool) -> Bool {
     }
     return true
 }
+
+/// Runs a command to completion and returns its standard output; throws when it fails.
+func runCommand(_ argv: [String]) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: argv[0])
+    process.arguments = Array(argv.dropFirst())
+    let output = Pipe()
+    process.standardOutput = output
+    try process.run()
+    let bytes = output.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { throw CommandError(command: argv.joined(separator: " ")) }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+struct CommandError: Error { let command: String }

@@ -22,6 +22,8 @@ final class BlockTestBench {
         let backendTarget: BlockTarget
         if target == "null" {
             backendTarget = .null(size: UInt64(sizeBytes))
+        } else if target.hasPrefix("/dev/") {
+            backendTarget = .file(target)  // a host block device the caller made and removes
         } else {
             let p = "/tmp/vhu-blk-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).img"
             let fd = open(p, O_CREAT | O_RDWR | O_TRUNC, 0o600)
