@@ -22,7 +22,17 @@ struct BlockCommand: ParsableCommand {
             """)
 
     static let identity = DaemonIdentity(name: "vhost-user-blk", type: "block", features: ["read-only", "blk-file"],
-                                         defaultPollMicroseconds: 32)
+                                         defaultPollMicroseconds: 32, sandbox: systemCalls)
+
+    /// Beyond the daemon runtime's: the I/O engines (io_uring; preadv/pwritev/pwritev2 with RWF_DSYNC
+    /// on threads or inline; pread/pwrite through an aligned bounce buffer under O_DIRECT), FLUSH,
+    /// DISCARD and WRITE_ZEROES on files (fallocate) and block devices (ioctl), and the size check.
+    static let systemCalls = SandboxPolicy([
+        "io_uring_setup", "io_uring_enter", "io_uring_register",
+        "preadv", "pwritev", "pwritev2", "pread64", "pwrite64", "fdatasync", "fallocate",
+    ] as [SystemCallRule] + [BlockBackend.BLKGETSIZE64, BlockBackend.BLKDISCARD, BlockBackend.BLKZEROOUT].map {
+        SystemCallRule("ioctl", where: .argument(1, equals: UInt32($0)))
+    })
 
     @OptionGroup var daemon: DaemonOptions
 
