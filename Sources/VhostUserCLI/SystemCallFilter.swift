@@ -11,13 +11,14 @@ enum SystemCallFilter {
     /// Installs `policy`. Throws when a call name is unknown or the kernel refuses the filter.
     static func install(_ policy: SandboxPolicy) throws(StartupError) {
         guard let filter = seccomp_init(SCMP_ACT_KILL_PROCESS) else {
-            throw StartupError("sandbox: libseccomp cannot make a filter")
+            throw StartupError("sandbox: libseccomp cannot make a filter: seccomp(2) is refused here (under systemd, SystemCallFilter= must allow seccomp); or use --sandbox none")
         }
         defer { seccomp_release(filter) }
         // prctl(PR_SET_NO_NEW_PRIVS) on load (libseccomp's default, made explicit; prctl is variadic
         // and cannot be called from Swift).
         try check(seccomp_attr_set(filter, SCMP_FLTATR_CTL_NNP, 1), "cannot ask for no_new_privs")
-        // Threads started before the filter (signal waiter, watchdog, vhost-user-blk's resize watch) get it too.
+        // Threads started before the filter (signal waiter, watchdog, vhost-user-blk's resize watch)
+        // get it too.
         try check(seccomp_attr_set(filter, SCMP_FLTATR_CTL_TSYNC, 1), "cannot ask for the filter on every thread")
         for rule in policy.rules {
             let number = seccomp_syscall_resolve_name(rule.name)
@@ -28,7 +29,7 @@ enum SystemCallFilter {
             try check(seccomp_rule_add_array(filter, action(rule.verdict), number, UInt32(comparisons.count), &comparisons),
                       "cannot add \(rule.name)")
         }
-        try check(seccomp_load(filter), "the kernel refused the system-call filter (a service manager that forbids seccomp(2)? use --sandbox none there)")
+        try check(seccomp_load(filter), "the kernel refused the system-call filter")
     }
 
     private static func action(_ verdict: SystemCallRule.Verdict) -> UInt32 {

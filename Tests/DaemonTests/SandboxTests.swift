@@ -83,6 +83,27 @@ struct SandboxTests {
         #expect(try threadStatuses(daemon.pid).allSatisfy { $0["Seccomp"] == "0" })
     }
 
+    @Test("the systemd units let the daemon install its own filter: their SystemCallFilter= allows seccomp and prctl")
+    func unitsAllowTheFilter() throws {
+        let directory = "\(Binaries.repositoryRoot)/systemd"
+        let units = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".service") }
+        #expect(!units.isEmpty)
+        for unit in units {
+            let text = try String(contentsOfFile: "\(directory)/\(unit)", encoding: .utf8)
+            let allowed = text.split(separator: "\n").filter { $0.hasPrefix("SystemCallFilter=") && !$0.hasPrefix("SystemCallFilter=~") }
+                .flatMap { $0.dropFirst("SystemCallFilter=".count).split(separator: " ").map(String.init) }
+            #expect(allowed.contains("@system-service") && allowed.contains("seccomp"), "\(unit): \(allowed)")
+        }
+        // prctl (no_new_privs) comes with @system-service, through @process; seccomp must be named.
+        func members(_ group: String) throws -> [Substring] {
+            let analyze = try DaemonProcess(command: ["/usr/bin/systemd-analyze", "syscall-filter", group])
+            #expect(analyze.waitForExit(timeout: .seconds(10)) == 0, "\(analyze.diagnostics)")
+            return analyze.standardOutput.split(whereSeparator: \.isWhitespace)
+        }
+        #expect(try members("@system-service").contains("@process"))
+        #expect(try members("@process").contains("prctl"))
+    }
+
     // MARK: --user
 
     @Test("--user nobody: the running daemon has uid and gid 65534 and no groups, and still serves")
