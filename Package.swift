@@ -22,6 +22,8 @@ let package = Package(
         .target(name: "CVhostUser"),
         // libsystemd (sd_listen_fds, sd_notify) through pkg-config.
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // libseccomp: the system-call allow-list every daemon installs on itself (see VhostUserCLI/Sandbox).
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
         // libblkio (from Debian trixie, see scripts/install-deps): an independent vhost-user-blk client.
         .systemLibrary(name: "CBlkio", pkgConfig: "blkio", providers: [.apt(["libblkio-dev"])]),
 
@@ -36,6 +38,7 @@ let package = Package(
             dependencies: [
                 "VhostUserKit",
                 "CSystemd",
+                "CSeccomp",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -33,9 +33,9 @@ public final class BlockBackend: Sendable {
     private let size: Atomic<UInt64>
 
     // BLKGETSIZE64, BLKDISCARD and BLKZEROOUT from <linux/fs.h>.
-    private static let BLKGETSIZE64: UInt = 0x8008_1272
-    private static let BLKDISCARD: UInt = 0x1277
-    private static let BLKZEROOUT: UInt = 0x127f
+    public static let BLKGETSIZE64: UInt = 0x8008_1272
+    public static let BLKDISCARD: UInt = 0x1277
+    public static let BLKZEROOUT: UInt = 0x127f
 
     public init(target: BlockTarget, readOnly: Bool = false, direct: Bool = false, logicalBlockSize: Int = 512) throws(BlockBackendError) {
         guard logicalBlockSize == 512 || logicalBlockSize == 4096 else {

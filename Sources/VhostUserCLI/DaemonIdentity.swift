@@ -8,12 +8,16 @@ public struct DaemonIdentity: Sendable {
     public let features: [String]
     /// The adaptive polling window when `--poll-us` is not given: worth it for latency-bound devices.
     public let defaultPollMicroseconds: UInt64
+    /// The system calls the device needs beyond the daemon runtime's (`SandboxPolicy.daemonRuntime`).
+    public let sandbox: SandboxPolicy
 
-    public init(name: String, type: String, features: [String] = [], defaultPollMicroseconds: UInt64 = 0) {
+    public init(name: String, type: String, features: [String] = [], defaultPollMicroseconds: UInt64 = 0,
+                sandbox: SandboxPolicy = []) {
         self.name = name
         self.type = type
         self.features = features
         self.defaultPollMicroseconds = defaultPollMicroseconds
+        self.sandbox = sandbox
     }
 
     /// `{"type": ..., "features": [...]}`, as QEMU's backend program conventions define it.

@@ -19,11 +19,21 @@ public struct DaemonOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("poll-us"), help: ArgumentHelp("Microseconds a queue worker keeps polling its ring before it sleeps (default: the daemon's own, 0 to never poll).", valueName: "us"))
     public var pollMicroseconds: UInt64?
 
+    @Option(name: .long, help: ArgumentHelp("Once set up (device made, files opened, socket bound), switch to this user (a name or a uid); needs root. Without it the daemon keeps its user (under systemd, DynamicUser= picks one).", valueName: "user"))
+    public var user: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --user, switch to this group (a name or a gid) instead of the user's primary group.", valueName: "group"))
+    public var group: String?
+
+    @Option(name: .long, help: ArgumentHelp("seccomp (the default): once set up, close inherited descriptors and allow only the system calls the daemon needs (any other kills it with SIGSYS); none: neither, for debugging.", valueName: "mode"))
+    public var sandbox: SandboxMode = .seccomp
+
     public init() {}
 
     public func validate() throws {
         if socketPath != nil && fd != nil { throw ValidationError("--socket-path and --fd cannot be used together") }
         if let fd, fd < 0 { throw ValidationError("--fd must not be negative") }
+        if group != nil && user == nil { throw ValidationError("--group needs --user") }
     }
 }
 

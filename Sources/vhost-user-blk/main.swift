@@ -1,8 +1,8 @@
 import ArgumentParser
 import BlockDevice
-import Dispatch
 import Logging
 import VhostUserCLI
+import VhostUserKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,7 +22,17 @@ struct BlockCommand: ParsableCommand {
             """)
 
     static let identity = DaemonIdentity(name: "vhost-user-blk", type: "block", features: ["read-only", "blk-file"],
-                                         defaultPollMicroseconds: 32)
+                                         defaultPollMicroseconds: 32, sandbox: systemCalls)
+
+    /// Beyond the daemon runtime's: the I/O engines (io_uring; preadv/pwritev/pwritev2 with RWF_DSYNC
+    /// on threads or inline; pread/pwrite through an aligned bounce buffer under O_DIRECT), FLUSH,
+    /// DISCARD and WRITE_ZEROES on files (fallocate) and block devices (ioctl), and the size check.
+    static let systemCalls = SandboxPolicy([
+        "io_uring_setup", "io_uring_enter", "io_uring_register",
+        "preadv", "pwritev", "pwritev2", "pread64", "pwrite64", "fdatasync", "fallocate",
+    ] as [SystemCallRule] + [BlockBackend.BLKGETSIZE64, BlockBackend.BLKDISCARD, BlockBackend.BLKZEROOUT].map {
+        SystemCallRule("ioctl", where: .argument(1, equals: UInt32($0)))
+    })
 
     @OptionGroup var daemon: DaemonOptions
 
@@ -82,20 +92,25 @@ struct BlockCommand: ParsableCommand {
     }
 }
 
-/// Pushes a new capacity to the guest when the disk changes size: on SIGHUP, and by checking once a second.
+/// Pushes a new capacity to the guest when the disk changes size: on SIGHUP, and by checking once a
+/// second, on a thread of its own (no dispatch: its lazy threads and files do not fit the sandbox).
 enum ResizeWatch {
-    nonisolated(unsafe) private static var sources: [any DispatchSourceProtocol] = []
+    nonisolated(unsafe) private static var thread: PosixThread?
 
+    /// Call it before the daemon starts any thread (in `runDaemon`'s makeDevice): SIGHUP is blocked
+    /// here, so in every thread started afterwards, and only the watch thread takes it.
     static func start(_ device: BlockDevice) {
-        signal(SIGHUP, SIG_IGN)
-        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
-        hup.setEventHandler { device.checkResize() }
-        hup.resume()
-        let timer = DispatchSource.makeTimerSource(queue: .global())
-        timer.schedule(deadline: .now() + 1, repeating: 1)
-        timer.setEventHandler { device.checkResize() }
-        timer.resume()
-        sources = [hup, timer]
+        var hangup = sigset_t()
+        sigemptyset(&hangup)
+        sigaddset(&hangup, SIGHUP)
+        pthread_sigmask(SIG_BLOCK, &hangup, nil)
+        thread = PosixThread {
+            var second = timespec(tv_sec: 1, tv_nsec: 0)
+            while true {
+                _ = sigtimedwait(&hangup, nil, &second)
+                _ = device.checkResize()
+            }
+        }
     }
 }
 

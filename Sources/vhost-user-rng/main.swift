@@ -35,7 +35,8 @@ struct RNGCommand: ParsableCommand {
         guard periodMilliseconds > 0 else { throw ValidationError("--period-ms must be positive") }
     }
 
-    static let identity = DaemonIdentity(name: "vhost-user-rng", type: "rng")
+    /// Beyond the daemon runtime's: reading the source file, or getrandom(2).
+    static let identity = DaemonIdentity(name: "vhost-user-rng", type: "rng", sandbox: ["read", "getrandom"])
 
     func run() throws {
         let limit = maxBytes > 0 ? RateLimit(maxBytes: maxBytes, periodMilliseconds: periodMilliseconds) : nil

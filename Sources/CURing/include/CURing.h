@@ -10,7 +10,8 @@
 typedef struct vhu_uring vhu_uring;
 
 /// Creates a ring with at least `entries` submission entries and a non-blocking eventfd that is
-/// signalled when completions arrive. Returns NULL (errno set) when io_uring is unavailable.
+/// signalled when completions arrive. The ring accepts readv, writev and fsync only
+/// (IORING_REGISTER_RESTRICTIONS). Returns NULL (errno set) when io_uring is unavailable.
 vhu_uring *vhu_uring_create(unsigned entries);
 void vhu_uring_destroy(vhu_uring *ring);
 /// The completion eventfd to wait on (drained by vhu_uring_reap).
