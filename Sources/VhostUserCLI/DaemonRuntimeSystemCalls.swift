@@ -22,6 +22,8 @@ extension SandboxPolicy {
         SystemCallRule("clone", where: .argument(0, masked: cloneThread, equals: cloneThread)),
         SystemCallRule("clone3", verdict: .fail(errno: ENOSYS)),
         "futex", "set_robust_list", "rseq", "sched_yield", "exit", "exit_group",
+        // A new thread names itself (vhu-queue-N, vhu-blk-io): prctl(PR_SET_NAME) and nothing else.
+        SystemCallRule("prctl", where: .argument(0, equals: prSetName)),
         // Signals: SIGTERM/SIGINT (and blk's SIGHUP) through sigwait, the kit's SIGBUS guard, and
         // abort() or raise(), which signal the process itself only (its pid when the policy is first used).
         "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigtimedwait", "sigaltstack", "restart_syscall",
@@ -47,6 +49,9 @@ extension SandboxPolicy {
         // refusal: openat fails with EACCES, and the CPU count comes from sched_getaffinity.
         SystemCallRule("openat", verdict: .fail(errno: EACCES)), "sched_getaffinity",
     ]
+
+    /// PR_SET_NAME from <linux/prctl.h>.
+    private static let prSetName: UInt32 = 15
 
     /// CLONE_THREAD from <linux/sched.h> (not visible from Swift's Glibc module).
     private static let cloneThread: UInt64 = 0x0001_0000
