@@ -1,0 +1,55 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Open descriptors and threads of this process, read from /proc: after every input they must be back
+/// where they were before it, or the code under test leaked one.
+public struct ProcessResources: Equatable, CustomStringConvertible {
+    public let descriptors: Int
+    public let threads: Int
+
+    /// Pipes do not count: the kit makes none, and the sanitizer's symbolizer keeps two open once it
+    /// has been started (libFuzzer symbolizes each newly covered function).
+    public static func now() -> ProcessResources {
+        ProcessResources(descriptors: entries("/proc/self/fd") { !$0.hasPrefix("pipe:") } - 1,
+                         threads: entries("/proc/self/task") { _ in true })
+    }
+
+    /// Entries of a directory (without "." and "..") whose link target passes `counts`. Listing
+    /// /proc/self/fd opens one descriptor, which the caller subtracts.
+    private static func entries(_ path: String, counting counts: (String) -> Bool) -> Int {
+        guard let dir = opendir(path) else { fatalError("cannot list \(path)") }
+        defer { closedir(dir) }
+        var count = 0
+        var target = [CChar](repeating: 0, count: 64)
+        while let entry = readdir(dir) {
+            guard entry.pointee.d_name.0 != 0x2e else { continue }
+            let n = withUnsafeBytes(of: entry.pointee.d_name) { name in
+                readlinkat(dirfd(dir), name.baseAddress!.assumingMemoryBound(to: CChar.self), &target, 63)
+            }
+            target[max(0, n)] = 0
+            if counts(String(cString: target)) { count += 1 }
+        }
+        return count
+    }
+
+    /// What each open descriptor is (its /proc/self/fd link), for the report of a leak.
+    static func openDescriptors() -> String {
+        var names: [String] = []
+        for fd in 0..<1024 where fcntl(Int32(fd), F_GETFD) >= 0 {
+            var target = [CChar](repeating: 0, count: 256)
+            let n = readlink("/proc/self/fd/\(fd)", &target, 255)
+            names.append("\(fd)=\(n > 0 ? String(cString: target) : "?")")
+        }
+        return names.joined(separator: " ")
+    }
+
+    public var description: String { "\(descriptors) descriptors, \(threads) threads" }
+
+    /// Crashes (so libFuzzer saves the input) when `after` holds more than `before`.
+    public static func expectNoLeak(before: ProcessResources, after: ProcessResources) {
+        if after.descriptors > before.descriptors || after.threads > before.threads {
+            fatalError("resource leak: \(before) before the input, \(after) after it; open now: \(openDescriptors())")
+        }
+    }
+}
