@@ -5,6 +5,8 @@
 import PackageDescription
 
 let kit = Target.Dependency.product(name: "VhostUserKit", package: "vhost-user-devices")
+let testing = Target.Dependency.product(name: "VhostUserTesting", package: "vhost-user-devices")
+let blk = Target.Dependency.product(name: "BlockDevice", package: "vhost-user-devices")
 
 let package = Package(
     name: "vhost-user-fuzz",
@@ -17,13 +19,13 @@ let package = Package(
         .target(name: "CFuzzShim"),
         // What every target shares: input decoding, guest memory, rings from bytes and their oracle.
         .target(name: "FuzzSupport", dependencies: [
-            "CFuzzShim", kit,
-            .product(name: "VhostUserTesting", package: "vhost-user-devices"),
+            "CFuzzShim", kit, testing,
             .product(name: "Logging", package: "swift-log"),
         ]),
         // One target per fuzzer: a main.swift with LLVMFuzzerTestOneInput (and its seeds).
         .target(name: "fuzz-chain", dependencies: ["FuzzSupport", kit]),
-        .target(name: "fuzz-blk", dependencies: ["FuzzSupport", kit, .product(name: "BlockDevice", package: "vhost-user-devices")]),
+        .target(name: "fuzz-blk", dependencies: ["FuzzSupport", kit, blk]),
+        .target(name: "fuzz-session", dependencies: ["FuzzSupport", kit, blk, testing]),
     ],
     swiftLanguageVersions: [.version("6")]
 )

@@ -27,9 +27,7 @@ public final class FuzzGuestMemory: @unchecked Sendable {
     public init() {
         let file = anonymousFile("fuzz-guest-ram", size: Self.fileSize)
         self.file = file
-        guard let p = mmap(nil, Self.fileSize, PROT_READ | PROT_WRITE, MAP_SHARED, file, 0), p != MAP_FAILED else {
-            fatalError("cannot make the fuzz guest memory (errno \(errno))")
-        }
+        let p = mapShared(file, Self.fileSize)
         base = p
         let g = Self.guestBase, k = UInt64(256 << 10)
         let shapes: [[(gpa: UInt64, size: UInt64, offset: UInt64)]] = [
@@ -117,4 +115,12 @@ public func anonymousFile(_ name: String, size: Int) -> Int32 {
 /// Zeroes the first `size` bytes of an anonymous file.
 public func zeroFile(_ fd: Int32, size: Int) {
     guard fuzz_zero_file(fd, size) == 0 else { fatalError("cannot zero a file (errno \(errno))") }
+}
+
+/// Maps `size` bytes of `fd` shared, read and write, for the harness's own accesses.
+public func mapShared(_ fd: Int32, _ size: Int) -> UnsafeMutableRawPointer {
+    guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
+        fatalError("mmap: errno \(errno)")
+    }
+    return p
 }

@@ -8,15 +8,16 @@ public struct ProcessResources: Equatable, CustomStringConvertible {
     public let descriptors: Int
     public let threads: Int
 
-    /// Pipes do not count: the kit makes none, and the sanitizer's symbolizer keeps two open once it
-    /// has been started (libFuzzer symbolizes each newly covered function).
+    /// Only the kinds of descriptor the kit and the harnesses make count (sockets, eventfds, epoll and
+    /// io_uring instances, memfds): the sanitizer's symbolizer, started the first time libFuzzer prints
+    /// a newly covered function, keeps pipes and /dev/null open for good.
     public static func now() -> ProcessResources {
-        ProcessResources(descriptors: entries("/proc/self/fd") { !$0.hasPrefix("pipe:") } - 1,
+        let kinds = ["socket:", "anon_inode:", "/memfd:"]
+        return ProcessResources(descriptors: entries("/proc/self/fd") { target in kinds.contains { target.hasPrefix($0) } },
                          threads: entries("/proc/self/task") { _ in true })
     }
 
-    /// Entries of a directory (without "." and "..") whose link target passes `counts`. Listing
-    /// /proc/self/fd opens one descriptor, which the caller subtracts.
+    /// Entries of a directory (without "." and "..") whose link target passes `counts`.
     private static func entries(_ path: String, counting counts: (String) -> Bool) -> Int {
         guard let dir = opendir(path) else { fatalError("cannot list \(path)") }
         defer { closedir(dir) }
