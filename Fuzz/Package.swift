@@ -1,17 +1,28 @@
 // swift-tools-version:5.3
-// The fuzz targets: a package of its own so that the main package's build is untouched. Tools version
+// The fuzz targets: a package of its own, so that the main package's build is untouched. Tools version
 // 5.3 on purpose: from 5.5 on, SwiftPM renames an executable's entry point, and libFuzzer supplies
-// `main` itself. scripts/fuzz builds it with -sanitize=fuzzer,address and runs every `fuzz-*` product.
+// `main` itself. scripts/fuzz builds it with -sanitize=fuzzer,address and runs every `fuzz-*` target.
+//
+// Every directory Sources/fuzz-NAME (a main.swift with LLVMFuzzerTestOneInput, and its seeds) is a fuzz
+// target: adding one needs no edit here unless it fuzzes a device library not listed in `devices`.
+import Foundation
 import PackageDescription
 
-let kit = Target.Dependency.product(name: "VhostUserKit", package: "vhost-user-devices")
-let testing = Target.Dependency.product(name: "VhostUserTesting", package: "vhost-user-devices")
-let blk = Target.Dependency.product(name: "BlockDevice", package: "vhost-user-devices")
+let main = "vhost-user-devices"
+let kit = Target.Dependency.product(name: "VhostUserKit", package: main)
+let testing = Target.Dependency.product(name: "VhostUserTesting", package: main)
+/// The main package's device libraries (each a library product there), available to every target.
+let devices: [Target.Dependency] = ["BlockDevice"].map { .product(name: $0, package: main) }
+
+let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Sources")
+let fuzzTargets = ((try? FileManager.default.contentsOfDirectory(atPath: sources.path)) ?? [])
+    .filter { $0.hasPrefix("fuzz-") }
+    .sorted()
 
 let package = Package(
     name: "vhost-user-fuzz",
     dependencies: [
-        .package(name: "vhost-user-devices", path: ".."),
+        .package(name: main, path: ".."),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ],
     targets: [
@@ -19,13 +30,8 @@ let package = Package(
         .target(name: "CFuzzShim"),
         // What every target shares: input decoding, guest memory, rings from bytes and their oracle.
         .target(name: "FuzzSupport", dependencies: [
-            "CFuzzShim", kit, testing,
-            .product(name: "Logging", package: "swift-log"),
+            "CFuzzShim", kit, testing, .product(name: "Logging", package: "swift-log"),
         ]),
-        // One target per fuzzer: a main.swift with LLVMFuzzerTestOneInput (and its seeds).
-        .target(name: "fuzz-chain", dependencies: ["FuzzSupport", kit]),
-        .target(name: "fuzz-blk", dependencies: ["FuzzSupport", kit, blk]),
-        .target(name: "fuzz-session", dependencies: ["FuzzSupport", kit, blk, testing]),
-    ],
+    ] + fuzzTargets.map { .target(name: $0, dependencies: ["FuzzSupport", kit, testing] + devices) },
     swiftLanguageVersions: [.version("6")]
 )

@@ -28,8 +28,7 @@ public struct ProcessResources: Equatable, CustomStringConvertible {
             let n = withUnsafeBytes(of: entry.pointee.d_name) { name in
                 readlinkat(dirfd(dir), name.baseAddress!.assumingMemoryBound(to: CChar.self), &target, 63)
             }
-            target[max(0, n)] = 0
-            if counts(String(cString: target)) { count += 1 }
+            if counts(text(target, n)) { count += 1 }
         }
         return count
     }
@@ -40,9 +39,14 @@ public struct ProcessResources: Equatable, CustomStringConvertible {
         for fd in 0..<1024 where fcntl(Int32(fd), F_GETFD) >= 0 {
             var target = [CChar](repeating: 0, count: 256)
             let n = readlink("/proc/self/fd/\(fd)", &target, 255)
-            names.append("\(fd)=\(n > 0 ? String(cString: target) : "?")")
+            names.append("\(fd)=\(text(target, n))")
         }
         return names.joined(separator: " ")
+    }
+
+    /// The first `count` bytes of a readlink result.
+    private static func text(_ bytes: [CChar], _ count: Int) -> String {
+        String(decoding: bytes.prefix(max(0, count)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     public var description: String { "\(descriptors) descriptors, \(threads) threads" }

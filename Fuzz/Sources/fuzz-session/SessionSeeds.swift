@@ -25,7 +25,6 @@ struct SessionSeed {
 /// Seeds: each device brought up in the QEMU, cloud-hypervisor, crosvm and libblkio orders
 /// (`FrontendProfile`), with a request waiting in the first ring, then a few broken sequences.
 func sessionSeeds() -> [(String, [UInt8])] {
-    let ringSize = 16
     /// Ring q: descriptor table at 0x1000 + q × 0x1000, available ring 0x400 after it, used ring 0x800 after it.
     func ring(_ q: Int) -> (desc: Int, avail: Int, used: Int) { (0x1000 + q * 0x1000, 0x1400 + q * 0x1000, 0x1800 + q * 0x1000) }
     func u16(_ v: Int) -> [UInt8] { [UInt8(v & 0xff), UInt8(v >> 8 & 0xff)] }
