@@ -1,4 +1,7 @@
 import VhostUserKit
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A split ring built from fuzzer bytes in one `GuestLayout`: the queue size, where the rings lie, the
 /// negotiated ring features, a descriptor table, indirect tables, the available ring and byte patches,
@@ -135,4 +138,29 @@ public struct FuzzRing {
     func put(_ value: UInt16, at gpa: UInt64) { layout.pointer(gpa, 2)?.storeBytes(of: value.littleEndian, as: UInt16.self) }
     func get16(_ gpa: UInt64) -> UInt16 { UInt16(littleEndian: layout.pointer(gpa, 2)!.loadUnaligned(as: UInt16.self)) }
     func get32(_ gpa: UInt64) -> UInt32 { UInt32(littleEndian: layout.pointer(gpa, 4)!.loadUnaligned(as: UInt32.self)) }
+}
+
+extension FuzzRing {
+    /// The call, error and wake eventfds every harness queue signals (drained after each input).
+    private static let signals: (call: EventFD, err: EventFD, wake: EventFD) = {
+        guard let call = try? EventFD(), let err = try? EventFD(), let wake = try? EventFD() else { fatalError("eventfd: errno \(errno)") }
+        return (call, err, wake)
+    }()
+
+    /// A `Virtqueue` over this ring with the input's ring features plus `extraFeatures`, as a queue
+    /// worker gets one. The ring lies inside guest memory by construction, so a refusal is a bug.
+    public func makeQueue(extraFeatures: UInt64 = 0, policy: MalformedChainPolicy,
+                          inflightRegion: UnsafeMutableRawPointer? = nil) -> Virtqueue {
+        let s = Self.signals
+        s.call.drain()
+        s.err.drain()
+        do {
+            return try Virtqueue(index: 0, size: size, address: address, base: base, memory: layout.memory,
+                                 features: features | extraFeatures, call: s.call, err: s.err,
+                                 completionPort: CompletionPort(wake: s.wake), inflightRegion: inflightRegion,
+                                 malformedChainPolicy: policy, logger: quietLogger)
+        } catch {
+            fatalError("a ring laid out inside guest memory was refused: \(error)")
+        }
+    }
 }

@@ -11,7 +11,6 @@ import VhostUserKit
 let memory = FuzzGuestMemory()
 let diskSize = 1 << 20
 let disk = anonymousFile("fuzz-disk", size: diskSize)
-let call = try! EventFD(), err = try! EventFD(), wake = try! EventFD()
 nonisolated(unsafe) var watch = ResourceWatch(every: 256)
 
 /// One device and its queue handlers per configuration, made once: handlers keep their engine (and
@@ -42,15 +41,7 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
     let layout = memory.layouts[input.below(memory.layouts.count)]
     let ring = FuzzRing(&input, layout: layout)
     let oracle = RingOracle(ring)
-    let features = ring.features | (config & 16 != 0 ? VirtioBlock.Feature.flush : 0)
-    let queue: Virtqueue
-    do {
-        queue = try Virtqueue(index: 0, size: ring.size, address: ring.address, base: ring.base, memory: layout.memory,
-                              features: features, call: call, err: err, completionPort: CompletionPort(wake: wake),
-                              malformedChainPolicy: device.malformedChainPolicy, logger: quietLogger)
-    } catch {
-        fatalError("a ring laid out inside guest memory was refused: \(error)")
-    }
+    let queue = ring.makeQueue(extraFeatures: config & 16 != 0 ? VirtioBlock.Feature.flush : 0, policy: device.malformedChainPolicy)
     // What a queue worker does: passes until the ring is empty, then the stop that waits for I/O.
     for _ in 0..<4 {
         queue.disableNotifications()
@@ -61,8 +52,6 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
     handler.stop(queue)
     queue.publish()
     oracle.expectValidUsedRing()
-    call.drain()
-    err.drain()
     watch.check()
     return 0
 }

@@ -9,7 +9,6 @@ import VhostUserKit
 
 let memory = FuzzGuestMemory()
 let inflight = try! InflightRegion.create(queueCount: 1, queueSize: 256)
-let call = try! EventFD(), err = try! EventFD(), wake = try! EventFD()
 nonisolated(unsafe) var sink: UInt8 = 0
 
 @_cdecl("LLVMFuzzerInitialize")
@@ -30,14 +29,7 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
     let tracking = ring.featureBits & 8 != 0
     if tracking { fillInflight(&input, size: ring.size) }
     let oracle = RingOracle(ring)
-    let queue: Virtqueue
-    do {
-        queue = try Virtqueue(index: 0, size: ring.size, address: ring.address, base: ring.base, memory: layout.memory,
-                              features: ring.features, call: call, err: err, completionPort: CompletionPort(wake: wake),
-                              inflightRegion: tracking ? inflight.base : nil, malformedChainPolicy: policy, logger: quietLogger)
-    } catch {
-        fatalError("a ring laid out inside guest memory was refused: \(error)")
-    }
+    let queue = ring.makeQueue(policy: policy, inflightRegion: tracking ? inflight.base : nil)
     queue.disableNotifications()
     var taken = 0
     while let chain = queue.nextChain() {
@@ -54,8 +46,6 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
     _ = queue.enableNotifications()
     // Resubmitted heads come from the inflight region, not the available window.
     if !tracking { oracle.expectValidUsedRing() }
-    call.drain()
-    err.drain()
     return 0
 }
 
