@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .library(name: "VhostUserKit", targets: ["VhostUserKit"]),
         .library(name: "VhostUserTesting", targets: ["VhostUserTesting"]),
+        // Device libraries, for the fuzz package (Fuzz/), which builds them with the fuzzer's instrumentation.
+        .library(name: "BlockDevice", targets: ["BlockDevice"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
         .executable(name: "vhost-user-bench", targets: ["vhost-user-bench"]),

@@ -7,7 +7,9 @@ public final class CompletionPort: Sendable {
     private let pending = Mutex<[UInt64]>([])
     private let wake: EventFD
 
-    init(wake: EventFD) { self.wake = wake }
+    /// A port that signals `wake`, the eventfd the queue's worker waits on (public so a harness can
+    /// build a `Virtqueue` without a worker).
+    public init(wake: EventFD) { self.wake = wake }
 
     /// Queues the completion of chain `head` with `written` bytes and wakes the queue's worker.
     public func complete(head: UInt16, written: UInt32) {
