@@ -66,12 +66,13 @@ public final class GuestLayout: @unchecked Sendable {
         } catch {
             fatalError("cannot map the fuzz guest memory: \(error)")
         }
-        // The kit maps each region from the start of the file: the bytes before mmapOffset are not
-        // guest memory, so any access there is a translation bug. The layouts live until the process
-        // ends, so the poison never outlives the mapping.
-        for region in memory.regions where region.description.mmapOffset > 0 {
-            let offset = Int(region.description.mmapOffset)
-            __asan_poison_memory_region(region.host - offset, offset)
+        // The kit maps each region from the page that holds mmapOffset: the bytes of that page before
+        // mmapOffset are not guest memory, so any access there is a translation bug. The layouts live
+        // until the process ends, so the poison never outlives the mapping.
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+        for region in memory.regions where Int(region.description.mmapOffset) % pageSize > 0 {
+            let lead = Int(region.description.mmapOffset) % pageSize
+            __asan_poison_memory_region(region.host - lead, lead)
         }
     }
 

@@ -13,15 +13,15 @@ let diskSize = 1 << 20
 let disk = anonymousFile("fuzz-disk", size: diskSize)
 nonisolated(unsafe) var watch = ResourceWatch(every: 256)
 
-/// One device and its queue handlers per configuration, made once: handlers keep their engine (and
-/// the thread pool its threads) across inputs, as a queue worker keeps them across passes.
-nonisolated(unsafe) let handlers: [(device: BlockDevice, handler: any QueueHandler)] = (0..<32).map { config in
+/// One device per configuration, made once. Each input gets a fresh queue handler, as each run of a
+/// queue does: `stop` ends a handler's life (its engine releases its threads and descriptors).
+nonisolated(unsafe) let devices: [(device: BlockDevice, features: UInt64)] = (0..<32).map { config in
     let backend = try! BlockBackend(target: config & 1 != 0 ? .file("/proc/self/fd/\(disk)") : .null(size: UInt64(diskSize)),
                                     readOnly: config & 2 != 0, logicalBlockSize: config & 4 != 0 ? 4096 : 512)
     var options = BlockDevice.Options()
     options.engine = config & 9 == 9 ? .threads : .inline
     let device = try! BlockDevice(backend: backend, options: options, logger: quietLogger)
-    return (device, device.makeQueueHandler(queue: 0, features: config & 16 != 0 ? VirtioBlock.Feature.flush : 0))
+    return (device, config & 16 != 0 ? VirtioBlock.Feature.flush : 0)
 }
 
 @_cdecl("LLVMFuzzerInitialize")
@@ -36,22 +36,26 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
     memory.reset()
     zeroFile(disk, size: diskSize)
     let config = Int(input.u8())
-    let (device, handler) = handlers[config & 31]
-    try? device.writeConfig(offset: VirtioBlock.ConfigOffset.writeback, bytes: [config & 32 != 0 ? 0 : 1])
-    let layout = memory.layouts[input.below(memory.layouts.count)]
-    let ring = FuzzRing(&input, layout: layout)
-    let oracle = RingOracle(ring)
-    let queue = ring.makeQueue(extraFeatures: config & 16 != 0 ? VirtioBlock.Feature.flush : 0, policy: device.malformedChainPolicy)
-    // What a queue worker does: passes until the ring is empty, then the stop that waits for I/O.
-    for _ in 0..<4 {
-        queue.disableNotifications()
-        _ = handler.process(queue)
+    // The handler lives in this scope only: it and its engine are gone before the resource check.
+    do {
+        let (device, features) = devices[config & 31]
+        let handler = device.makeQueueHandler(queue: 0, features: features)
+        try? device.writeConfig(offset: VirtioBlock.ConfigOffset.writeback, bytes: [config & 32 != 0 ? 0 : 1])
+        let layout = memory.layouts[input.below(memory.layouts.count)]
+        let ring = FuzzRing(&input, layout: layout)
+        let oracle = RingOracle(ring)
+        let queue = ring.makeQueue(extraFeatures: config & 16 != 0 ? VirtioBlock.Feature.flush : 0, policy: device.malformedChainPolicy)
+        // What a queue worker does: passes until the ring is empty, then the stop that waits for I/O.
+        for _ in 0..<4 {
+            queue.disableNotifications()
+            _ = handler.process(queue)
+            queue.publish()
+            if queue.brokenReason != nil || !queue.enableNotifications() { break }
+        }
+        handler.stop(queue)
         queue.publish()
-        if queue.brokenReason != nil || !queue.enableNotifications() { break }
+        oracle.expectValidUsedRing()
     }
-    handler.stop(queue)
-    queue.publish()
-    oracle.expectValidUsedRing()
     watch.check()
     return 0
 }
