@@ -1,11 +1,9 @@
-import Synchronization
-
 /// The back-end request channel (SET_BACKEND_REQ_FD): how the daemon speaks first, e.g. to tell the
 /// front-end that the config space changed. Safe to use from any thread.
 public final class BackendChannel: Sendable {
-    private let channel: Mutex<MessageChannel>
+    private let channel: Locked<MessageChannel>
 
-    public init(socket: OwnedDescriptor) { channel = Mutex(MessageChannel(socket: socket)) }
+    public init(socket: OwnedDescriptor) { channel = Locked(MessageChannel(socket: socket)) }
 
     /// Sends VHOST_USER_BACKEND_CONFIG_CHANGE_MSG, so the front-end re-reads the config space and
     /// raises a config interrupt in the guest. No reply is requested: the front-end may be busy
