@@ -226,6 +226,7 @@ struct BlockRequestTests {
         let frontend = try #require(bench.queue.connection)
         let err = try EventFD()
         try frontend.setVringErr(0, err)
+        _ = try frontend.getQueueNum()  // a round trip: the queue has restarted with the err eventfd
         let h = bench.header(0), s = bench.memory.allocate(1)
         bench.memory.write([0xff], at: s)
         bench.queue.submit([.readable(h, 16), .writable(0xdead_0000_0000, 4096), .writable(s, 1)])
