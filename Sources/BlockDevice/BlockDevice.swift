@@ -33,7 +33,7 @@ public final class BlockDevice: VhostUserDevice {
     let maxRanges: UInt32 = 32
     let maxDiscardSectors: UInt32 = 1 << 22
     private let writebackFlag: Atomic<Bool>
-    private let backendChannel = Mutex<BackendChannel?>(nil)
+    private let backendChannel = Locked<BackendChannel?>(nil)
     private let logger: Logger
 
     public init(backend: BlockBackend, options: Options = .init(), logger: Logger = Logger(label: "vhost-user-blk")) throws(BlockBackendError) {

@@ -1,5 +1,4 @@
 import CVhostUser
-import Synchronization
 import VhostUserKit
 #if canImport(Glibc)
 import Glibc
@@ -24,8 +23,8 @@ final class ThreadPoolEngine: IOEngine, @unchecked Sendable {
         var stopping = false
     }
 
-    private let shared = Mutex(Shared())
-    private let results = Mutex<[(UInt16, Int32)]>([])
+    private let shared = Locked(Shared())
+    private let results = Locked<[(UInt16, Int32)]>([])
     private let jobsReady: EventFD
     private let resultsReady: EventFD
     private var queued: [Job] = []

@@ -73,11 +73,15 @@ final class DaemonSet: @unchecked Sendable {
         if current.indices.contains(index) { current[index].kill(signal) }
     }
 
+    /// Stops every daemon and waits for the end of its output (what it prints on the way out, such as
+    /// a sanitizer's leak or race summary, belongs in `logs`). Later calls do nothing.
     func stopAll() {
         lock.lock()
         defer { lock.unlock() }
+        guard !stopped else { return }
         stopped = true
         current.forEach { $0.stop() }
+        current.forEach { _ = $0.finalLog(timeout: .seconds(5)) }
     }
 
     /// Each daemon's output, its earlier incarnations' first.

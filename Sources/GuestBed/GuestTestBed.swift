@@ -16,6 +16,7 @@
 
 import Foundation
 import Glibc
+import VhostUserTesting
 
 /// Boots guests attached to vhost-user daemons (see the file comment).
 public enum GuestTestBed {
@@ -104,6 +105,9 @@ public enum GuestTestBed {
             return action?.join(timeout: timeout)
         }
 
+        // The daemons stop before the run is judged, so their logs are complete.
+        running.stopAll()
+        let daemonLogs = running.logs
         let console = readText(consolePath)
         let rawOutput = readText(outputPath).replacingOccurrences(of: "\r", with: "")
         func failure(_ what: String) -> GuestTestBedError {
@@ -111,10 +115,14 @@ public enum GuestTestBed {
             text += "QEMU output:\n\(tail(readText(qemuLogPath)))\n"
             text += "guest console (tail):\n\(tail(console))\n"
             text += "guest output:\n\(tail(rawOutput))\n"
-            for (index, (commandLine, log)) in zip(running.commandLines, running.logs).enumerated() {
+            for (index, (commandLine, log)) in zip(running.commandLines, daemonLogs).enumerated() {
                 text += "daemon \(index) (\(commandLine)) log:\n\(tail(log))\n"
             }
             return GuestTestBedError(text)
+        }
+        // A sanitized daemon (scripts/test-sanitizers) that found a bug fails the run, whatever the guest saw.
+        for (index, log) in daemonLogs.enumerated() {
+            if let report = sanitizerReport(in: log) { throw failure("daemon \(index) printed a sanitizer report:\n\(report)") }
         }
         switch exit.actionOutcome {
         case .failed(let error)?:
@@ -138,7 +146,7 @@ public enum GuestTestBed {
         }
         return GuestResult(
             output: parsed.output, status: parsed.status, consoleLog: console,
-            daemonLogs: running.logs, elapsed: ContinuousClock.now - start)
+            daemonLogs: daemonLogs, elapsed: ContinuousClock.now - start)
     }
 
     private enum QEMUExit { case exited(Int32), timedOut }

@@ -1,4 +1,3 @@
-import Synchronization
 import VhostUserKit
 
 /// virtio-rng (virtio 1.2, 5.4): one request queue of device-writable buffers, filled with entropy.
@@ -12,13 +11,13 @@ public final class RNGDevice: VhostUserDevice {
     public let source: OpenEntropySource
     public let sourceDescription: String
     /// Shared by every run of the queue, so reconnecting does not reset the rate budget.
-    private let limiter: Mutex<RateLimiter?>
+    private let limiter: Locked<RateLimiter?>
 
     /// Opens `source` now, so a bad path fails at start-up rather than when the guest asks.
     public init(source: EntropySource = .defaultSource, rateLimit: RateLimit? = nil) throws(EntropySourceError) {
         self.source = try source.open()
         self.sourceDescription = source.description
-        self.limiter = Mutex(rateLimit.map(RateLimiter.init))
+        self.limiter = Locked(rateLimit.map(RateLimiter.init))
     }
 
     public var virtioDeviceID: UInt32 { Self.virtioID }

@@ -3,6 +3,7 @@
 
 import Foundation
 import Glibc
+import Testing
 import VhostUserKit
 import VhostUserTesting
 
@@ -198,10 +199,14 @@ final class DaemonProcess: @unchecked Sendable {
         condition.withLock { if exitStatus == nil { _ = kill(pid, signal) } }
     }
 
-    /// Kills the whole process group unless the process already exited, and reaps it.
-    func stop() {
+    /// Kills the whole process group unless the process already exited, and reaps it. Records an issue
+    /// when the process printed a sanitizer report (a sanitized build: `scripts/test-sanitizers`).
+    func stop(sourceLocation: SourceLocation = #_sourceLocation) {
         condition.withLock { if exitStatus == nil { _ = kill(-pid, SIGKILL) } }
         _ = waitForExit(timeout: .seconds(10))
+        if let report = sanitizerReport(in: standardError) ?? sanitizerReport(in: standardOutput) {
+            Issue.record("\(commandLine) printed a sanitizer report:\n\(report)", sourceLocation: sourceLocation)
+        }
     }
 
     /// What to print when an expectation about the process fails.

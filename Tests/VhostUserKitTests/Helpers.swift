@@ -197,3 +197,14 @@ func residentKiB() -> Int {
     }
     return -1
 }
+
+/// The memory that growth checks watch, in KiB: resident memory, or under AddressSanitizer the live
+/// bytes of its allocator. ASan holds freed blocks in a quarantine (256 MiB by default), so resident
+/// memory grows with every freed block until that fills; LeakSanitizer checks for leaked blocks at exit.
+func memoryInUseKiB() -> Int {
+    typealias AllocatedBytes = @convention(c) () -> Int
+    if dlsym(nil, "__asan_init") != nil, let allocated = dlsym(nil, "__sanitizer_get_current_allocated_bytes") {
+        return unsafeBitCast(allocated, to: AllocatedBytes.self)() / 1024
+    }
+    return residentKiB()
+}

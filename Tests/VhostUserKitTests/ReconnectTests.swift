@@ -22,12 +22,12 @@ struct ReconnectTests {
             let setup = try f.setUp(profile, memory: memory, queueSizes: [16, 32])
             try expectEcho(setup.queues[i % 2], pattern(64, seed: i))
         }
-        /// Descriptors and resident memory, measured while a fresh connection is being served: its reply
+        /// Descriptors and memory in use, measured while a fresh connection is being served: its reply
         /// proves the previous session has ended, and both measurements include one idle session.
-        func measure() throws -> (fds: Int, rssKiB: Int) {
+        func measure() throws -> (fds: Int, memoryKiB: Int) {
             let f = try daemon.connect()
             try barrier(f)
-            return (openDescriptorCount(), residentKiB())
+            return (openDescriptorCount(), memoryInUseKiB())
         }
 
         for i in 0..<8 { try cycle(i) }  // warm-up: lazily created runtime state
@@ -37,15 +37,15 @@ struct ReconnectTests {
         // Suites outside this one may run alongside and hold descriptors or memory for a moment; a leak
         // stays, their use goes away: re-measure for a little while before judging.
         let deadline = nowMilliseconds() + 3000
-        while (after.fds - before.fds > 2 || after.rssKiB - before.rssKiB > 20 * 1024) && nowMilliseconds() < deadline {
+        while (after.fds - before.fds > 2 || after.memoryKiB - before.memoryKiB > 20 * 1024) && nowMilliseconds() < deadline {
             usleep(5000)
             after = try measure()
         }
 
         #expect((0..<2).map { device.served(queue: $0) }.reduce(0, +) == 208)
-        #expect(before.fds > 0 && before.rssKiB > 0)
+        #expect(before.fds > 0 && before.memoryKiB > 0)
         #expect(after.fds - before.fds <= 2, "open descriptors: \(before.fds) before, \(after.fds) after")
-        #expect(after.rssKiB - before.rssKiB <= 20 * 1024, "VmRSS: \(before.rssKiB) KiB before, \(after.rssKiB) KiB after")
+        #expect(after.memoryKiB - before.memoryKiB <= 20 * 1024, "memory in use: \(before.memoryKiB) KiB before, \(after.memoryKiB) KiB after")
     }
 }
 }

@@ -1,4 +1,3 @@
-import Synchronization
 import VhostUserKit
 
 /// A device for testing the kit: every queue echoes each request's readable bytes into its writable
@@ -25,7 +24,7 @@ final class LoopbackDevice: VhostUserDevice {
         /// Chains each queue's handler processed (malformed chains never reach the handler).
         var served: [Int]
     }
-    let state: Mutex<State>
+    let state: Locked<State>
 
     init(queueCount: Int = 1, maxQueueSize: Int = 1024, configSize: Int = 16, inflight: Bool = true) {
         precondition(configSize <= Self.defaultConfig.count)
@@ -33,7 +32,7 @@ final class LoopbackDevice: VhostUserDevice {
         self.maxQueueSize = maxQueueSize
         self.configSize = configSize
         self.extraProtocolFeatures = inflight ? [.inflightShmfd] : []
-        self.state = Mutex(State(served: Array(repeating: 0, count: queueCount)))
+        self.state = Locked(State(served: Array(repeating: 0, count: queueCount)))
     }
 
     var virtioDeviceID: UInt32 { Self.virtioID }
@@ -102,9 +101,9 @@ final class AsyncLoopbackDevice: VhostUserDevice {
     let queueCount = 1
     let maxQueueSize = 1024
     /// Chains taken from the ring and not yet completed.
-    let held = Mutex(0)
+    let held = Locked(0)
     /// How many times a queue handler was asked to stop while it still held chains.
-    let flushedOnStop = Mutex(0)
+    let flushedOnStop = Locked(0)
 
     init(batch: Int) { self.batch = batch }
 
@@ -152,7 +151,7 @@ final class Completer: @unchecked Sendable {
     private let port: CompletionPort
     private let device: AsyncLoopbackDevice
     private let wake: EventFD
-    private let pending = Mutex<(chains: [HeldChain], stopping: Bool)>(([], false))
+    private let pending = Locked<(chains: [HeldChain], stopping: Bool)>(([], false))
     private var thread: PosixThread?
 
     init(port: CompletionPort, device: AsyncLoopbackDevice) {

@@ -1,4 +1,3 @@
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,12 +10,12 @@ public final class BackendChannel: Sendable {
         /// A send timed out or failed part-way: the stream is out of step and carries nothing more.
         var broken = false
     }
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     /// How long a send waits for the front-end to make room before the channel is given up.
     public static let sendTimeoutMilliseconds: Int32 = 1000
 
-    public init(socket: OwnedDescriptor) { state = Mutex(State(channel: MessageChannel(socket: socket))) }
+    public init(socket: OwnedDescriptor) { state = Locked(State(channel: MessageChannel(socket: socket))) }
 
     /// Sends VHOST_USER_BACKEND_CONFIG_CHANGE_MSG, so the front-end re-reads the config space and
     /// raises a config interrupt in the guest. No reply is requested: the front-end may be busy

@@ -1,10 +1,8 @@
-import Synchronization
-
 /// Completions made on threads other than a queue's worker (an I/O thread, a host-side socket).
 /// They are handed to the worker, which alone writes the used ring, so the ring never needs a lock;
 /// the port's own lock is private to its queue.
 public final class CompletionPort: Sendable {
-    private let pending = Mutex<[UInt64]>([])
+    private let pending = Locked<[UInt64]>([])
     private let wake: EventFD
 
     /// A port that signals `wake`, the eventfd the queue's worker waits on (public so a harness can
