@@ -26,6 +26,7 @@ struct Report {
         row("RSS peak (MiB)") { kib($0.history.peak.rssKiB) }
         row("threads idle first→last") { r in pair(r.history.first.map { "\($0.threads)" }, r.history.last.map { "\($0.threads)" }) }
         row("threads baseline/peak") { r in "\(r.history.baseline.map { "\($0.threads)" } ?? "-")/\(r.history.peak.threads)" }
+        row("libdispatch threads peak") { "\($0.history.peak.poolThreads)" }
         row("fds idle first→last") { r in pair(r.history.first.map { "\($0.descriptors)" }, r.history.last.map { "\($0.descriptors)" }) }
         row("fds baseline/peak") { r in "\(r.history.baseline.map { "\($0.descriptors)" } ?? "-")/\(r.history.peak.descriptors)" }
         row("errors") { "\($0.stats.violations.count)" }

@@ -5,7 +5,11 @@ import Glibc
 /// What a process holds at one moment, read from /proc: resident memory, threads, open descriptors.
 struct ResourceSample: Equatable {
     var rssKiB: Int
+    /// Threads the daemon made itself (everything but libdispatch's pool).
     var threads: Int
+    /// libdispatch's worker threads (named after their root queue, "...-qos..."), which its pool
+    /// starts and retires on its own schedule (blk's resize timer runs there).
+    var poolThreads: Int
     var descriptors: Int
 
     /// Reads /proc/PID/status (VmRSS, Threads) and counts /proc/PID/fd; nil when the process is gone.
@@ -19,14 +23,17 @@ struct ResourceSample: Equatable {
             if fields[0] == "Threads:" { threads = Int(fields[1]) }
         }
         guard let rss, let threads, let fds = countEntries("/proc/\(pid)/fd") else { return nil }
+        let pool = threadNames(pid).count { $0.contains("qos") }
         rssKiB = rss
-        self.threads = threads
+        self.threads = threads - pool
+        poolThreads = pool
         descriptors = fds
     }
 
-    init(rssKiB: Int, threads: Int, descriptors: Int) {
+    init(rssKiB: Int, threads: Int, poolThreads: Int, descriptors: Int) {
         self.rssKiB = rssKiB
         self.threads = threads
+        self.poolThreads = poolThreads
         self.descriptors = descriptors
     }
 }
@@ -46,16 +53,23 @@ func readSmallFile(_ path: String) -> String? {
     }
 }
 
-/// The number of entries (besides . and ..) in a directory, or nil when it cannot be listed.
-func countEntries(_ path: String) -> Int? {
+/// The names of the entries (besides . and ..) of a directory, or nil when it cannot be listed.
+func directoryEntries(_ path: String) -> [String]? {
     guard let dir = opendir(path) else { return nil }
     defer { closedir(dir) }
-    var count = 0
+    var names: [String] = []
     while let entry = readdir(dir) {
-        let isDot = withUnsafeBytes(of: entry.pointee.d_name) { $0[0] == UInt8(ascii: ".") }
-        if !isDot { count += 1 }
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        if name != "." && name != ".." { names.append(name) }
     }
-    return count
+    return names
+}
+
+func countEntries(_ path: String) -> Int? { directoryEntries(path)?.count }
+
+/// The name (comm) of every thread of `pid`.
+func threadNames(_ pid: pid_t) -> [String] {
+    (directoryEntries("/proc/\(pid)/task") ?? []).compactMap { readSmallFile("/proc/\(pid)/task/\($0)/comm") }
 }
 
 /// Resource samples of one daemon over a soak: the baseline an idle daemon must return to, and the
@@ -67,13 +81,13 @@ struct ResourceHistory {
     private(set) var first: ResourceSample?
     private(set) var last: ResourceSample?
     /// The highest values seen at any time, front-end connected or not.
-    private(set) var peak = ResourceSample(rssKiB: 0, threads: 0, descriptors: 0)
+    private(set) var peak = ResourceSample(rssKiB: 0, threads: 0, poolThreads: 0, descriptors: 0)
     /// Idle resident memory after the warm-up, one value every few seconds.
     private(set) var rssSeries: [Int] = []
 
     mutating func recordPeak(_ s: ResourceSample) {
         peak = ResourceSample(rssKiB: max(peak.rssKiB, s.rssKiB), threads: max(peak.threads, s.threads),
-                              descriptors: max(peak.descriptors, s.descriptors))
+                              poolThreads: max(peak.poolThreads, s.poolThreads), descriptors: max(peak.descriptors, s.descriptors))
     }
 
     /// Records an idle sample; after the warm-up, the first one becomes the baseline.

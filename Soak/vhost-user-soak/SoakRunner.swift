@@ -33,6 +33,8 @@ final class SoakRunner: @unchecked Sendable {
     /// How long a running queue may leave a request without completion before it counts as lost.
     private static let completionTimeout = 15_000
     private static let maxViolations = 50
+    /// libdispatch worker threads an idle daemon may have (its pool grows and shrinks by itself).
+    private static let poolThreadLimit = 4
 
     struct Drop: Error {}
     struct Stall: Error { let outstanding: Int }
@@ -375,6 +377,9 @@ final class SoakRunner: @unchecked Sendable {
             }
             if sample.descriptors != baseline.descriptors || sample.threads != baseline.threads {
                 stats.violation("idle daemon holds \(sample.descriptors) fds and \(sample.threads) threads; baseline \(baseline.descriptors) fds, \(baseline.threads) threads (connection \(stats.connections))")
+            }
+            if sample.poolThreads > Self.poolThreadLimit {
+                stats.violation("idle daemon has \(sample.poolThreads) libdispatch worker threads (connection \(stats.connections))")
             }
         }
         if daemon.incarnations == 1 || history.baseline == nil {
