@@ -133,12 +133,7 @@ final class SoakRunner: @unchecked Sendable {
             afterDisconnect(rings, stoppedAt: nil)
             return
         } catch {
-            stats.violation("set-up in the \(order) order failed: \(error)")
-            close(frontend, rings)
-            afterDisconnect(rings, stoppedAt: nil)
-            self.rings = nil
-            giveUp(rings)
-            return
+            return abandonConnection(frontend, rings, because: "set-up in the \(order) order failed: \(error)")
         }
         frontend.willSend = nil
         if setup.protocolFeatures.contains(.inflightShmfd) { daemonOffersInflight = true }
@@ -157,19 +152,9 @@ final class SoakRunner: @unchecked Sendable {
             stoppedAt = try end(actualEnding, frontend, setup, rings)
         } catch let stall as Stall {
             stats.lost += stall.outstanding
-            stats.violation("\(stall.outstanding) request(s) got no completion within \(Self.completionTimeout / 1000) s (\(order) order)")
-            close(frontend, rings)
-            afterDisconnect(rings, stoppedAt: nil)
-            self.rings = nil
-            giveUp(rings)
-            return
+            return abandonConnection(frontend, rings, because: "\(stall.outstanding) request(s) got no completion within \(Self.completionTimeout / 1000) s (\(order) order)")
         } catch {
-            stats.violation("connection in the \(order) order failed: \(error)")
-            close(frontend, rings)
-            afterDisconnect(rings, stoppedAt: nil)
-            self.rings = nil
-            giveUp(rings)
-            return
+            return abandonConnection(frontend, rings, because: "connection in the \(order) order failed: \(error)")
         }
         stats.endings[actualEnding, default: 0] += 1
         close(frontend, rings)
@@ -179,6 +164,14 @@ final class SoakRunner: @unchecked Sendable {
             afterDisconnect(rings, stoppedAt: stoppedAt)
             if checkResubmission { checkResubmissions(rings) }
         }
+    }
+
+    /// Records a failed connection, closes it and gives its rings up (the next connection lays out new ones).
+    private func abandonConnection(_ frontend: FakeFrontend, _ rings: RingSet, because problem: String) {
+        stats.violation(problem)
+        close(frontend, rings)
+        afterDisconnect(rings, stoppedAt: nil)
+        giveUp(rings)
     }
 
     /// Ends a set-up connection as `ending` says; returns the bases GET_VRING_BASE gave, if it was used.
