@@ -341,18 +341,26 @@ final class SoakRunner: @unchecked Sendable {
     }
 
     /// After the connection that followed a kill: the new process resubmitted exactly the marked heads.
+    /// Its first "queue N: resubmitting K request(s)" line for each queue must name the marked count;
+    /// a queue stopped again before its first pass reports the same requests again, never more.
     private func checkResubmissions(_ rings: RingSet) {
         guard let expected = rings.expectedResubmissions else { return }
         rings.expectedResubmissions = nil
-        let total = expected.reduce(0) { $0 + $1.count }
-        let reported = daemon.lines(containing: "resubmitting").reduce(0) { sum, line in
-            sum + (line.split(separator: " ").firstIndex(of: "resubmitting").flatMap { i in
-                Int(line.split(separator: " ")[i + 1]) } ?? 0)
+        var first: [Int: Int] = [:]
+        for line in daemon.lines(containing: "resubmitting") {
+            let words = line.split(separator: " ")
+            guard let q = words.firstIndex(of: "queue").flatMap({ Int(words[$0 + 1].dropLast()) }),
+                  let n = words.firstIndex(of: "resubmitting").flatMap({ Int(words[$0 + 1]) }), q < expected.count else {
+                stats.violation("cannot read the daemon's line \"\(line)\"")
+                continue
+            }
+            if first[q] == nil { first[q] = n }
+            if n > expected[q].count { stats.violation("queue \(q): the new daemon resubmitted \(n) request(s), the inflight region marked \(expected[q].count)") }
         }
-        if reported != total {
-            stats.violation("after the kill the inflight region marked \(total) request(s) in flight, the new daemon resubmitted \(reported)")
+        for (q, heads) in expected.enumerated() where (first[q] ?? 0) != heads.count {
+            stats.violation("queue \(q): after the kill the inflight region marked \(heads.count) request(s) in flight, the new daemon resubmitted \(first[q] ?? 0)")
         }
-        stats.resubmitted += reported
+        stats.resubmitted += first.values.reduce(0, +)
     }
 
     private func sampleIdle() {
