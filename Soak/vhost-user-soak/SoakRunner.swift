@@ -12,29 +12,29 @@ final class SoakRunner: @unchecked Sendable {
     let target: SoakTarget
     let profile: any LoadProfile
     let daemon: DaemonUnderTest
-    private(set) var stats = SoakStats()
-    private(set) var history = ResourceHistory()
-    private(set) var finalExitStatus: Int32?
-    private var random: SoakRandom
-    private let deadline: Int
-    private let warmUpEnd: Int
+    var stats = SoakStats()
+    var history = ResourceHistory()
+    var finalExitStatus: Int32?
+    var random: SoakRandom
+    let deadline: Int
+    let warmUpEnd: Int
     /// From here on, connections on rings with an inflight region may end by killing the daemon.
-    private let killPhaseStart: Int
-    private var rings: RingSet?
+    let killPhaseStart: Int
+    var rings: RingSet?
     /// Connections the current daemon process has accepted (each ends with one disconnect line).
-    private var accepted = 0
-    private var lastSeriesSample = 0
-    private var lastPeakSample = 0
-    private var daemonDied = false
+    var accepted = 0
+    var lastSeriesSample = 0
+    var lastPeakSample = 0
+    var daemonDied = false
     /// When the current daemon process started: its first seconds are its own warm-up.
-    private var incarnationStart: Int
+    var incarnationStart: Int
     /// Whether a set-up ever negotiated INFLIGHT_SHMFD: only then may the daemon be killed mid-request.
-    private var daemonOffersInflight = false
+    var daemonOffersInflight = false
     /// How long a running queue may leave a request without completion before it counts as lost.
-    private static let completionTimeout = 15_000
-    private static let maxViolations = 50
+    static let completionTimeout = 15_000
+    static let maxViolations = 50
     /// libdispatch worker threads an idle daemon may have (its pool grows and shrinks by itself).
-    private static let poolThreadLimit = 4
+    static let poolThreadLimit = 4
 
     struct Drop: Error {}
     struct Stall: Error { let outstanding: Int }
@@ -67,7 +67,7 @@ final class SoakRunner: @unchecked Sendable {
         }
     }
 
-    private func chooseEnding() -> ConnectionEnding {
+    func chooseEnding() -> ConnectionEnding {
         // The connection after a kill resumes the rings and must see every request through.
         if rings?.expectedResubmissions != nil { return random.chance(50) ? .betweenRequests : .properStop }
         if monotonicMilliseconds() >= killPhaseStart, daemonOffersInflight, random.chance(50) { return .daemonKilled }
@@ -75,14 +75,14 @@ final class SoakRunner: @unchecked Sendable {
     }
 
     /// The last connection: resumes the rings, lets every request complete, stops them properly.
-    private func drainAndStop() {
+    func drainAndStop() {
         guard let rings, rings.outstandingCount > 0 else { return }
         connection(ending: .properStop, resumeOnly: true, drainFirst: true)
     }
 
     // MARK: One connection
 
-    private func connection(ending: ConnectionEnding, resumeOnly: Bool = false, drainFirst: Bool = false) {
+    func connection(ending: ConnectionEnding, resumeOnly: Bool = false, drainFirst: Bool = false) {
         let mustResume = resumeOnly || rings?.expectedResubmissions != nil
         if !(mustResume || (rings != nil && ending != .daemonKilled && random.chance(60))) {
             if let rings { giveUp(rings) }
@@ -167,7 +167,7 @@ final class SoakRunner: @unchecked Sendable {
     }
 
     /// Records a failed connection, closes it and gives its rings up (the next connection lays out new ones).
-    private func abandonConnection(_ frontend: FakeFrontend, _ rings: RingSet, because problem: String) {
+    func abandonConnection(_ frontend: FakeFrontend, _ rings: RingSet, because problem: String) {
         stats.violation(problem)
         close(frontend, rings)
         afterDisconnect(rings, stoppedAt: nil)
@@ -175,7 +175,7 @@ final class SoakRunner: @unchecked Sendable {
     }
 
     /// Ends a set-up connection as `ending` says; returns the bases GET_VRING_BASE gave, if it was used.
-    private func end(_ ending: ConnectionEnding, _ frontend: FakeFrontend, _ setup: FrontendSetup, _ rings: RingSet) throws -> [UInt16]? {
+    func end(_ ending: ConnectionEnding, _ frontend: FakeFrontend, _ setup: FrontendSetup, _ rings: RingSet) throws -> [UInt16]? {
         switch ending {
         case .midSetUp, .betweenRequests:
             try waitUntil(rings, outstandingAtMost: 0)
@@ -217,7 +217,7 @@ final class SoakRunner: @unchecked Sendable {
         return nil
     }
 
-    private func close(_ frontend: FakeFrontend, _ rings: RingSet) {
+    func close(_ frontend: FakeFrontend, _ rings: RingSet) {
         shutdown(frontend.channel.socket.rawValue, Int32(SHUT_RDWR))
         for q in rings.queues { q.ring.connection = nil }
     }
@@ -226,7 +226,7 @@ final class SoakRunner: @unchecked Sendable {
 
     /// Submits a batch at a random depth on a random set of queues and kicks them; with `wait`, then
     /// waits until all or a random part of what is in flight has completed.
-    private func batch(_ rings: RingSet, _ setup: FrontendSetup, wait: Bool) throws {
+    func batch(_ rings: RingSet, _ setup: FrontendSetup, wait: Bool) throws {
         let indirect = setup.features & VirtioFeature.ringIndirectDesc != 0
         let depth = Int.random(in: 1...rings.queues[0].slots, using: &random)
         var active = rings.queues.filter { _ in random.chance(70) }
@@ -248,7 +248,7 @@ final class SoakRunner: @unchecked Sendable {
 
     /// Reaps completions until at most `limit` requests are in flight; throws `Stall` when none comes
     /// for `completionTimeout`.
-    private func waitUntil(_ rings: RingSet, outstandingAtMost limit: Int) throws {
+    func waitUntil(_ rings: RingSet, outstandingAtMost limit: Int) throws {
         var lastProgress = monotonicMilliseconds()
         var fds = rings.queues.map { pollfd(fd: $0.ring.call.rawValue, events: Int16(POLLIN), revents: 0) }
         while true {
@@ -265,7 +265,7 @@ final class SoakRunner: @unchecked Sendable {
         }
     }
 
-    private func reapAll(_ rings: RingSet) {
+    func reapAll(_ rings: RingSet) {
         for q in rings.queues {
             q.reap { completion, slab in
                 switch completion {
@@ -285,7 +285,7 @@ final class SoakRunner: @unchecked Sendable {
     // MARK: Control traffic while requests run
 
     /// A control request that a VMM may send while the rings run: each restarts queues in the daemon.
-    private func churn(_ frontend: FakeFrontend, _ setup: FrontendSetup, _ rings: RingSet) throws {
+    func churn(_ frontend: FakeFrontend, _ setup: FrontendSetup, _ rings: RingSet) throws {
         switch Int.random(in: 0..<3, using: &random) {
         case 0:
             let q = rings.queues.randomElement(using: &random)!.ring.index
@@ -301,171 +301,6 @@ final class SoakRunner: @unchecked Sendable {
             }
         default:
             if let problem = try profile.checkControlPlane(frontend, setup) { stats.violation("control plane: \(problem)") }
-        }
-    }
-
-    // MARK: Between connections
-
-    /// Waits for the daemon to finish the connection, takes what it completed after the drop, checks
-    /// stopped rings did not move, and samples the idle daemon.
-    private func afterDisconnect(_ rings: RingSet, stoppedAt: [UInt16]?) {
-        guard daemon.waitForDisconnects(accepted, timeoutMilliseconds: Self.completionTimeout) else {
-            checkDaemonAlive("it did not report the front-end gone within \(Self.completionTimeout / 1000) s")
-            return
-        }
-        reapAll(rings)
-        if let stoppedAt {
-            for (q, base) in zip(rings.queues, stoppedAt) where q.ring.publishedUsedIndex != base {
-                stats.violation("queue \(q.ring.index): the used index moved from \(base) to \(q.ring.publishedUsedIndex) after GET_VRING_BASE")
-            }
-        }
-        sampleIdle()
-    }
-
-    /// The daemon was killed with requests in flight: takes what it published, records which heads the
-    /// inflight region says a new process must resubmit, and starts it again.
-    private func restartAfterKill(_ rings: RingSet) {
-        reapAll(rings)
-        let marked = rings.markedInFlight()
-        rings.expectedResubmissions = zip(rings.queues, marked).map { q, heads in
-            heads.intersection(q.outstanding.map(\.head))
-        }
-        do {
-            try daemon.start()
-            incarnationStart = monotonicMilliseconds()
-            stats.daemonRestarts += 1
-        } catch {
-            stats.violation("the daemon did not start again after being killed: \(error)")
-            daemonDied = true
-        }
-    }
-
-    /// After the connection that followed a kill: the new process resubmitted exactly the marked heads.
-    /// Its first "queue N: resubmitting K request(s)" line for each queue must name the marked count;
-    /// a queue stopped again before its first pass reports the same requests again, never more.
-    private func checkResubmissions(_ rings: RingSet) {
-        guard let expected = rings.expectedResubmissions else { return }
-        rings.expectedResubmissions = nil
-        var first: [Int: Int] = [:]
-        for line in daemon.lines(containing: "resubmitting") {
-            let words = line.split(separator: " ")
-            guard let q = words.firstIndex(of: "queue").flatMap({ Int(words[$0 + 1].dropLast()) }),
-                  let n = words.firstIndex(of: "resubmitting").flatMap({ Int(words[$0 + 1]) }), q < expected.count else {
-                stats.violation("cannot read the daemon's line \"\(line)\"")
-                continue
-            }
-            if first[q] == nil { first[q] = n }
-            if n > expected[q].count { stats.violation("queue \(q): the new daemon resubmitted \(n) request(s), the inflight region marked \(expected[q].count)") }
-        }
-        for (q, heads) in expected.enumerated() where (first[q] ?? 0) != heads.count {
-            stats.violation("queue \(q): after the kill the inflight region marked \(heads.count) request(s) in flight, the new daemon resubmitted \(first[q] ?? 0)")
-        }
-        stats.resubmitted += first.values.reduce(0, +)
-    }
-
-    private func sampleIdle() {
-        guard var sample = ResourceSample(pid: daemon.pid) else { checkDaemonAlive("its /proc entry is gone"); return }
-        let now = monotonicMilliseconds()
-        let warmedUp = now >= warmUpEnd && now - incarnationStart >= 3000
-        if warmedUp && history.baseline == nil { sample = settledSample() ?? sample }
-        if warmedUp, let baseline = history.baseline {
-            // The daemon closes the connection's descriptors right after it reports the disconnect.
-            let settle = now + 2000
-            while (sample.descriptors != baseline.descriptors || sample.threads != baseline.threads) && monotonicMilliseconds() < settle {
-                var none = pollfd()
-                _ = poll(&none, 0, 20)
-                sample = ResourceSample(pid: daemon.pid) ?? sample
-            }
-            if sample.descriptors != baseline.descriptors || sample.threads != baseline.threads {
-                stats.violation("idle daemon holds \(sample.descriptors) fds and \(sample.threads) threads; baseline \(baseline.descriptors) fds, \(baseline.threads) threads (connection \(stats.connections))")
-            }
-            if sample.poolThreads > Self.poolThreadLimit {
-                stats.violation("idle daemon has \(sample.poolThreads) libdispatch worker threads (connection \(stats.connections))")
-            }
-        }
-        if daemon.incarnations == 1 || history.baseline == nil {
-            history.recordIdle(sample, warmedUp: warmedUp, addToSeries: now - lastSeriesSample >= 2000)
-            if now - lastSeriesSample >= 2000 { lastSeriesSample = now }
-        }
-    }
-
-    /// A sample equal to one taken 100 ms later (within a second): the baseline must not catch the
-    /// daemon in the middle of closing a connection.
-    private func settledSample() -> ResourceSample? {
-        var previous = ResourceSample(pid: daemon.pid)
-        for _ in 0..<10 {
-            var none = pollfd()
-            _ = poll(&none, 0, 100)
-            let next = ResourceSample(pid: daemon.pid)
-            if let next, next.descriptors == previous?.descriptors && next.threads == previous?.threads { return next }
-            previous = next
-        }
-        return previous
-    }
-
-    private func samplePeak() {
-        let now = monotonicMilliseconds()
-        guard now - lastPeakSample >= 2000, let sample = ResourceSample(pid: daemon.pid) else { return }
-        lastPeakSample = now
-        history.recordPeak(sample)
-    }
-
-    /// Requests still in flight on rings the soak gives up may or may not have been carried out.
-    private func giveUp(_ old: RingSet) {
-        for q in old.queues {
-            for o in q.abandonAll() {
-                profile.abandon(o.tag)
-                stats.abandoned += 1
-            }
-        }
-        if rings === old { rings = nil }
-    }
-
-    private func makeRings(inflightWanted: Bool) -> RingSet? {
-        let queueCount = Int.random(in: 1...profile.maxQueues, using: &random)
-        let queueSize = [16, 64, 128, 256].filter { $0 <= profile.maxQueueSize }.randomElement(using: &random)!
-        var mask: UInt64 = 0
-        if random.chance(25) { mask |= VirtioFeature.ringEventIdx }
-        if random.chance(20) { mask |= VirtioFeature.ringIndirectDesc }
-        do {
-            return try RingSet(queueCount: queueCount, queueSize: queueSize, regionCount: Int.random(in: 1...3, using: &random),
-                               slabBytes: profile.slabBytes, maskFeatures: mask, useInflight: inflightWanted || random.chance(60))
-        } catch {
-            stats.violation("cannot lay out rings: \(error)")
-            daemonDied = true
-            return nil
-        }
-    }
-
-    private func checkDaemonAlive(_ context: String) {
-        if let status = daemon.exited() {
-            stats.violation("the daemon died (status \(status)): \(context)")
-            daemonDied = true
-        } else {
-            stats.violation(context)
-        }
-    }
-
-    /// Lines at error level are violations unless a drop explains them (a reply to a closed socket).
-    private func checkErrorLines() {
-        for line in daemon.errorLines {
-            if line.contains("dropping the front-end") && (line.contains("Broken pipe") || line.contains("Connection reset")) {
-                stats.explainedErrorLines += 1
-            } else {
-                stats.violation("daemon logged: \(line)")
-            }
-        }
-    }
-
-    // MARK: Verdict
-
-    /// The growth of idle resident memory that fails the soak.
-    static let rssGrowthLimitKiB = 8 << 10
-
-    /// Resource violations judged at the end (RSS growth).
-    func judgeResources() {
-        if let (first, last) = history.rssQuarterMedians, last - first >= Self.rssGrowthLimitKiB {
-            stats.violation("idle RSS grew from \(first) KiB to \(last) KiB (first- and last-quarter medians)")
         }
     }
 }
