@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "vhost-user-bench", targets: ["vhost-user-bench"]),
         .executable(name: "vhost-user-blk-bench", targets: ["vhost-user-blk-bench"]),
         .executable(name: "vhost-user-demo", targets: ["vhost-user-demo"]),
+        .executable(name: "vhost-user-soak", targets: ["vhost-user-soak"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
@@ -76,6 +77,14 @@ let package = Package(
             name: "vhost-user-blk-bench",
             dependencies: ["CBlkio"],
             path: "Benchmarks/vhost-user-blk-bench"
+        ),
+
+        // scripts/soak: every daemon executable under random load and random front-end disconnects.
+        .executableTarget(
+            name: "vhost-user-soak",
+            dependencies: ["VhostUserTesting", "VhostUserKit", "BlockDevice",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Soak/vhost-user-soak"
         ),
 
         // Real Linux guests under an unmodified QEMU (TCG), attached to daemon processes: the bed

@@ -17,6 +17,9 @@ public final class FakeFrontend: @unchecked Sendable {
     public private(set) var sharedRegions: [MemoryRegionDescription] = []
     /// How long to wait for any reply.
     public var replyTimeoutMilliseconds: Int32 = 5000
+    /// Called with each typed request before it is sent; throwing stops the send. A soak uses it to
+    /// cut a set-up short at a chosen message, as a front-end that dies part-way would.
+    public var willSend: ((FrontendRequest) throws -> Void)?
 
     public init(socket: OwnedDescriptor) { channel = MessageChannel(socket: socket) }
 
@@ -29,6 +32,7 @@ public final class FakeFrontend: @unchecked Sendable {
 
     /// Sends a request. `needReply` nil means "as the profile says".
     public func send(_ request: FrontendRequest, payload: [UInt8] = [], descriptors: [Int32] = [], needReply: Bool? = nil) throws {
+        try willSend?(request)
         var flags: MessageHeader.Flags = .version1
         if needReply ?? needReplyOnEverything { flags.insert(.needReply) }
         try channel.send(MessageHeader(request: request.rawValue, flags: flags, size: UInt32(payload.count)),

@@ -27,6 +27,28 @@ public struct FrontendSetup {
     public let queues: [FakeQueue]
     /// The back-end channel's front-end end, when one was set up.
     public let backendSocket: OwnedDescriptor?
+    /// The inflight region the back-end was given, when one was shared.
+    public let inflight: SharedInflightRegion?
+}
+
+/// An inflight region (INFLIGHT_SHMFD) as the front-end keeps it across reconnects.
+public struct SharedInflightRegion: Sendable {
+    public let description: InflightDescription
+    public let file: OwnedDescriptor
+    public init(description: InflightDescription, file: OwnedDescriptor) {
+        self.description = description
+        self.file = file
+    }
+}
+
+/// Whether and how a set-up shares the inflight region, right after SET_FEATURES as QEMU's
+/// vhost-user-blk does (skipped unless INFLIGHT_SHMFD was negotiated).
+public enum InflightSharing: Sendable {
+    case none
+    /// GET_INFLIGHT_FD for a new region sized for the queues (all of one size), then SET_INFLIGHT_FD.
+    case new
+    /// SET_INFLIGHT_FD with a region an earlier connection got: a reconnect.
+    case reuse(SharedInflightRegion)
 }
 
 extension FakeFrontend {
@@ -35,6 +57,15 @@ extension FakeFrontend {
     public func setUp(_ profile: FrontendProfile, memory: FakeGuestMemory, queueSizes: [Int],
                       maskFeatures: UInt64 = 0, withBackendChannel: Bool = true) throws -> FrontendSetup {
         let queues = try queueSizes.enumerated().map { try FakeQueue(index: $0.offset, size: $0.element, memory: memory) }
+        return try setUp(profile, memory: memory, queues: queues, maskFeatures: maskFeatures, withBackendChannel: withBackendChannel)
+    }
+
+    /// Brings a device up on rings that already exist in `memory` (a reconnect resuming them): as above,
+    /// with SET_VRING_BASE `bases[i]` for `queues[i]` (0 where none is given) and the inflight region
+    /// shared as `inflight` says.
+    public func setUp(_ profile: FrontendProfile, memory: FakeGuestMemory, queues: [FakeQueue], bases: [UInt16] = [],
+                      inflight: InflightSharing = .none, maskFeatures: UInt64 = 0,
+                      withBackendChannel: Bool = true) throws -> FrontendSetup {
         for q in queues { q.connection = self }
         var backend: (ours: OwnedDescriptor, theirs: OwnedDescriptor)?
         if withBackendChannel { backend = try socketPair() }
@@ -44,9 +75,27 @@ extension FakeFrontend {
             let wanted: ProtocolFeatures = [.mq, .replyAck, .backendReq, .config, .configureMemSlots, .status, .resetDevice, .inflightShmfd]
             try setProtocolFeatures(offered.intersection(wanted))
         }
+        var sharedInflight: SharedInflightRegion?
+        func shareInflight() throws {
+            guard protocolFeatures.contains(.inflightShmfd), let first = queues.first else { return }
+            switch inflight {
+            case .none: return
+            case .new:
+                let (description, file) = try getInflightFd(queueCount: queues.count, queueSize: first.size)
+                guard let file else { throw FakeFrontendError.unexpectedReply("GET_INFLIGHT_FD without a descriptor") }
+                sharedInflight = SharedInflightRegion(description: description, file: file)
+            case let .reuse(region):
+                sharedInflight = region
+            }
+            try setInflightFd(sharedInflight!.description, file: sharedInflight!.file.rawValue)
+        }
+        func setFeaturesAndInflight(_ value: UInt64) throws {
+            try setFeatures(value)
+            try shareInflight()
+        }
         func negotiateFeatures() throws {
             let offered = try getFeatures()
-            try setFeatures(offered & ~maskFeatures)
+            try setFeaturesAndInflight(offered & ~maskFeatures)
         }
         // Like QEMU, ADD_MEM_REG only for regions not shared already (e.g. before a RESET_DEVICE).
         func addRegions(_ regions: some Sequence<MemoryRegionDescription>) throws {
@@ -54,11 +103,12 @@ extension FakeFrontend {
         }
         func addAllRegions() throws { try addRegions(memory.regions) }
         func configure(_ q: FakeQueue, order: [FrontendRequest]) throws {
+            let position = queues.firstIndex { $0 === q } ?? 0
             q.eventIdx = features & VirtioFeature.ringEventIdx != 0
             for request in order {
                 switch request {
                 case .setVringNum: try setVringNum(q.index, q.size)
-                case .setVringBase: try setVringBase(q.index, 0)
+                case .setVringBase: try setVringBase(q.index, position < bases.count ? bases[position] : 0)
                 case .setVringAddr: try setVringAddr(q.address)
                 case .setVringKick: try setVringKick(q.index, q.kick)
                 case .setVringCall: try setVringCall(q.index, q.call)
@@ -76,7 +126,7 @@ extension FakeFrontend {
             _ = try getMaxMemSlots()
             if let backend { try setBackendReqFd(backend.theirs.rawValue) }
             try setOwner()
-            try setFeatures(offered & ~maskFeatures)
+            try setFeaturesAndInflight(offered & ~maskFeatures)
             try addAllRegions()
             for q in queues { try configure(q, order: [.setVringNum, .setVringBase, .setVringAddr, .setVringKick, .setVringCall]) }
             for q in queues { try setVringEnable(q.index, true) }
@@ -87,7 +137,7 @@ extension FakeFrontend {
             let offered = try getFeatures()
             try negotiateProtocol()
             needReplyOnEverything = true
-            try setFeatures(offered & ~maskFeatures)
+            try setFeaturesAndInflight(offered & ~maskFeatures)
             _ = try getQueueNum()
             try setMemTable(memory)
             for q in queues { try setVringNum(q.index, q.size) }
@@ -98,7 +148,7 @@ extension FakeFrontend {
             let offered = try getFeatures()
             try negotiateProtocol()
             try setOwner()
-            try setFeatures(offered & ~maskFeatures)
+            try setFeaturesAndInflight(offered & ~maskFeatures)
             _ = try getQueueNum()
             if let backend { try setBackendReqFd(backend.theirs.rawValue) }
             try setMemTable(memory)
@@ -115,7 +165,8 @@ extension FakeFrontend {
             for q in queues { try configure(q, order: [.setVringNum, .setVringBase, .setVringAddr, .setVringKick, .setVringCall, .setVringEnable]) }
             try addRegions(memory.regions.dropFirst())
         }
-        return FrontendSetup(features: features, protocolFeatures: protocolFeatures, queues: queues, backendSocket: backend?.ours)
+        return FrontendSetup(features: features, protocolFeatures: protocolFeatures, queues: queues, backendSocket: backend?.ours,
+                             inflight: sharedInflight)
     }
 }
 
