@@ -31,6 +31,9 @@ extension SandboxPolicy {
         // Time and waiting: queue workers, the watchdog, the rate limiter (all with timeouts, none
         // sleeps; clock_gettime is a system call where the clock source has no vDSO).
         "clock_gettime",
+        // ThreadSanitizer's runtime (scripts/test-sanitizers runs the daemons under it) reads the time
+        // and sleeps in its background thread: harmless, and the same calls in every build.
+        "gettimeofday", "nanosleep", "clock_nanosleep",
         "epoll_create1", "epoll_ctl", "epoll_wait", "eventfd2", "poll",
         // The front-end's socket: messages with descriptors (SCM_RIGHTS), the next connection.
         "accept4", "recvmsg", "sendmsg", "shutdown",
