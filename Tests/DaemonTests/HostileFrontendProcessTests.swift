@@ -199,11 +199,11 @@ struct HostileFrontendProcessTests {
             }
             #expect(stuck, "the daemon kept reading \(sent) requests")
         }
-        let start = Date()
         daemon.send(SIGTERM)
-        let status = daemon.waitForExit(timeout: .seconds(5))
-        #expect(status == 0, "\(daemon.diagnostics)")
-        #expect(Date().timeIntervalSince(start) < 1.0)
+        // It acts on the signal within a second (the front-end dropped, the accept loop left); the
+        // process teardown after that is not the front-end's to delay (a sanitizer's exit work is slow).
+        try daemon.waitForStandardError(containing: "shutting down", timeout: .seconds(1))
+        #expect(daemon.waitForExit(timeout: .seconds(5)) == 0, "\(daemon.diagnostics)")
         withExtendedLifetime((f, tmp)) {}
     }
 }
