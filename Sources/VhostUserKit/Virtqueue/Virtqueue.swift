@@ -289,9 +289,14 @@ public final class Virtqueue: @unchecked Sendable {
         vhu_store_release_u16(used + SplitRingLayout.usedIndexOffset, nextUsed)
         inflight?.published(batch: Int(nextUsed &- publishedUsed), usedIndex: nextUsed)
         publishedUsed = nextUsed
-        guard needsInterrupt(), let call else { return false }
-        if !call.signal() { markBroken(.notifyFailed(errno: errno)) }
+        guard needsInterrupt(), call != nil else { return false }
+        signalCall()
         return true
+    }
+
+    /// Writes the call eventfd; one that cannot take the signal (EPIPE, EBADF) stops the queue.
+    private func signalCall() {
+        if let call, !call.signal() { markBroken(.notifyFailed(errno: errno)) }
     }
 
     /// Signals the call eventfd once, whatever the driver asked for: after the front-end installs a new
@@ -299,8 +304,7 @@ public final class Virtqueue: @unchecked Sendable {
     /// the old descriptor (a back-end restart, a reconnect). Drivers tolerate a spurious interrupt;
     /// a lost one hangs them.
     func signalIfUsed() {
-        guard publishedUsed != 0, let call else { return }
-        if !call.signal() { markBroken(.notifyFailed(errno: errno)) }
+        if publishedUsed != 0 { signalCall() }
     }
 
     /// Stops the queue when the front-end shrank a file under guest memory and an access hit a lost
