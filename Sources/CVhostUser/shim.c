@@ -95,9 +95,19 @@ int vhu_accept(int sock) { return accept4(sock, NULL, NULL, SOCK_CLOEXEC); }
 
 int vhu_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
-int vhu_epoll_add(int epfd, int fd, uint64_t token, int edge) {
-    struct epoll_event ev = { .events = EPOLLIN | (edge ? EPOLLET : 0), .data.u64 = token };
-    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+static uint32_t epoll_interest(unsigned interest) {
+    uint32_t events = 0;
+    if (interest & VHU_READABLE) events |= EPOLLIN | EPOLLRDHUP;
+    if (interest & VHU_WRITABLE) events |= EPOLLOUT;
+    if (interest & VHU_EDGE) events |= EPOLLET;
+    return events;
+}
+
+int vhu_epoll_ctl(int epfd, int op, int fd, unsigned interest, uint64_t token) {
+    struct epoll_event ev = { .events = epoll_interest(interest), .data.u64 = token };
+    int ops[] = { EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_CTL_DEL };
+    if (op < 0 || op > 2) { errno = EINVAL; return -1; }
+    return epoll_ctl(epfd, ops[op], fd, &ev);
 }
 
 int vhu_set_nonblocking(int fd) {
@@ -106,12 +116,19 @@ int vhu_set_nonblocking(int fd) {
     return (flags & O_NONBLOCK) ? 0 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
-int vhu_epoll_wait(int epfd, uint64_t *tokens, int maxevents, int timeout_ms) {
+int vhu_epoll_wait(int epfd, uint64_t *tokens, unsigned *ready, int maxevents, int timeout_ms) {
     struct epoll_event events[16];
     if (maxevents > 16) maxevents = 16;
     int n;
     do { n = epoll_wait(epfd, events, maxevents, timeout_ms); } while (n < 0 && errno == EINTR);
-    for (int i = 0; i < n; i++) tokens[i] = events[i].data.u64;
+    for (int i = 0; i < n; i++) {
+        tokens[i] = events[i].data.u64;
+        if (ready) {
+            uint32_t e = events[i].events;
+            ready[i] = ((e & EPOLLIN) ? VHU_READABLE : 0) | ((e & EPOLLOUT) ? VHU_WRITABLE : 0)
+                | ((e & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) ? VHU_HANGUP : 0);
+        }
+    }
     return n;
 }
 

@@ -44,12 +44,16 @@ int vhu_accept(int sock);
 
 /// epoll_create1(EPOLL_CLOEXEC).
 int vhu_epoll_create(void);
-/// Adds `fd` to `epfd` for EPOLLIN, tagging events with `token`. With `edge`, readiness is reported once
-/// per new event (EPOLLET), so a descriptor that stays readable or hung up cannot make a waiter spin.
-int vhu_epoll_add(int epfd, int fd, uint64_t token, int edge);
+/// Interest and readiness bits for vhu_epoll_ctl and vhu_epoll_wait. VHU_EDGE (interest only) reports
+/// readiness once per new event (EPOLLET), so a descriptor that stays readable or hung up cannot make a
+/// waiter spin; VHU_HANGUP (readiness only) covers EPOLLHUP, EPOLLERR and EPOLLRDHUP.
+enum { VHU_READABLE = 1, VHU_WRITABLE = 2, VHU_HANGUP = 4, VHU_EDGE = 8 };
+/// epoll_ctl: `op` 0 adds, 1 modifies, 2 removes `fd`; events carry `token`. Returns 0 or -1.
+int vhu_epoll_ctl(int epfd, int op, int fd, unsigned interest, uint64_t token);
 
-/// Waits for events; stores the tokens of ready descriptors in `tokens`. Returns the count or -1.
-int vhu_epoll_wait(int epfd, uint64_t *tokens, int maxevents, int timeout_ms);
+/// Waits for events (retrying on EINTR); stores the tokens of ready descriptors in `tokens` and, when
+/// `ready` is not NULL, their VHU_ readiness bits in `ready`. Returns the count (at most 16) or -1.
+int vhu_epoll_wait(int epfd, uint64_t *tokens, unsigned *ready, int maxevents, int timeout_ms);
 
 /// Sets O_NONBLOCK on `fd` (keeping its other status flags). Returns 0 or -1.
 int vhu_set_nonblocking(int fd);

@@ -22,13 +22,29 @@ public protocol VhostUserDevice: AnyObject, Sendable {
     func readConfig(offset: Int, count: Int) -> [UInt8]
     /// Writes config space at `offset`; throw to refuse (e.g. a read-only field).
     func writeConfig(offset: Int, bytes: [UInt8]) throws
-    /// Makes the handler that processes queue `index` while it runs, with the negotiated `features`.
-    /// Called on the control thread; the handler is then used only by that queue's worker thread.
+    /// Which queues share a worker thread and one handler: every queue in exactly one group. The
+    /// default, a group per queue, suits devices whose queues share nothing (rng, blk); a device whose
+    /// queues share state (a console port's queue pair, vsock's rx/tx/event) groups them.
+    var queueGroups: [[Int]] { get }
+    /// Makes the handler that serves a group while it runs: `queues` are the group's members that run
+    /// now (a group restarts whenever one of them starts or stops), with the negotiated `features`.
+    /// Called on the control thread; the handler is then used only by the group's worker thread. The
+    /// default serves each queue with its own `makeQueueHandler` handler.
+    func makeGroupHandler(queues: [Int], features: UInt64) -> any GroupHandler
+    /// Makes the handler that processes queue `index` on its own, for the default `makeGroupHandler`.
     func makeQueueHandler(queue index: Int, features: UInt64) -> any QueueHandler
     /// The back-end channel is available (SET_BACKEND_REQ_FD), or gone (nil) when the front-end left.
     func backendChannelChanged(_ channel: BackendChannel?)
     /// The front-end reset the device or disconnected: forget per-connection state.
     func reset()
+    /// The driver's status byte changed (SET_STATUS: ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK...;
+    /// 0 is a reset by the driver). Called on the control thread.
+    func statusChanged(_ status: UInt8)
+    /// A front-end request the kit does not serve itself: a device-specific one (e.g. NET_SET_MTU,
+    /// GPU_SET_SOCKET) or a number the kit does not know. Return the reply for requests that have one
+    /// (nil: none; an ack is sent when the front-end asked for one); throw to refuse it. The default
+    /// refuses with `DeviceError.unsupportedRequest`. Called on the control thread.
+    func handleFrontendRequest(_ request: UInt32, payload: [UInt8], descriptors: [OwnedDescriptor]) throws -> DeviceReply?
 }
 
 extension VhostUserDevice {
@@ -39,48 +55,32 @@ extension VhostUserDevice {
     public func writeConfig(offset: Int, bytes: [UInt8]) throws { throw DeviceError.readOnlyConfig }
     public func backendChannelChanged(_ channel: BackendChannel?) {}
     public func reset() {}
+    public var queueGroups: [[Int]] { (0..<queueCount).map { [$0] } }
+    public func makeGroupHandler(queues: [Int], features: UInt64) -> any GroupHandler {
+        QueueHandlerGroup(queues.map { ($0, makeQueueHandler(queue: $0, features: features)) })
+    }
+    public func makeQueueHandler(queue index: Int, features: UInt64) -> any QueueHandler {
+        preconditionFailure("\(Self.self) implements neither makeGroupHandler nor makeQueueHandler")
+    }
+    public func statusChanged(_ status: UInt8) {}
+    public func handleFrontendRequest(_ request: UInt32, payload: [UInt8], descriptors: [OwnedDescriptor]) throws -> DeviceReply? {
+        throw DeviceError.unsupportedRequest
+    }
 }
 
-/// What a queue does with a chain it cannot process at all.
-public enum MalformedChainPolicy: Sendable {
-    /// Return it to the driver with a length of 0 and go on: right where an empty completion means
-    /// "nothing for you" (entropy, input events).
-    case returnEmpty
-    /// Stop the queue (and signal the error eventfd): right where a completion without a written status
-    /// would read as success to the driver (a block request's status byte).
-    case stopQueue
+/// A device's reply to a front-end request: payload bytes and descriptors to pass along.
+public struct DeviceReply {
+    public var payload: [UInt8]
+    public var descriptors: [OwnedDescriptor]
+    public init(payload: [UInt8], descriptors: [OwnedDescriptor] = []) {
+        self.payload = payload
+        self.descriptors = descriptors
+    }
 }
 
 /// Errors a device reports to the kit.
 public enum DeviceError: Error, Equatable {
     case readOnlyConfig
-}
-
-/// What a queue handler wants after a processing pass.
-public enum ProcessResult: Equatable, Sendable {
-    /// It took every chain it could; the worker re-checks the ring before sleeping.
-    case done
-    /// It cannot go on until the next kick or completion (e.g. waiting for host data).
-    case blocked
-    /// It is throttled; call it again after this many milliseconds even without a kick.
-    case retry(afterMilliseconds: Int32)
-}
-
-/// Processes one queue's requests on that queue's worker thread.
-public protocol QueueHandler: AnyObject {
-    /// Takes available chains from `queue` and completes them; the worker publishes and notifies.
-    func process(_ queue: Virtqueue) -> ProcessResult
-    /// The queue is stopping: finish or complete any request still held (asynchronous devices).
-    func stop(_ queue: Virtqueue)
-    /// Descriptors whose readiness should wake the worker, e.g. an io_uring completion eventfd.
-    /// The worker only waits on them; `process` drains them.
-    var wakeDescriptors: [Int32] { get }
-    /// Whether the handler has work without a kick (e.g. finished I/O): checked while the worker polls.
-    var hasPendingWork: Bool { get }
-}
-
-extension QueueHandler {
-    public func stop(_ queue: Virtqueue) {}
-    public var wakeDescriptors: [Int32] { [] }
-    public var hasPendingWork: Bool { false }
+    /// The device does not serve this front-end request.
+    case unsupportedRequest
 }

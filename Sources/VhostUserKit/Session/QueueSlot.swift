@@ -1,5 +1,4 @@
-/// The control thread's record of one queue: everything the front-end configured, and the worker
-/// that runs the queue while it may run.
+/// The control thread's record of one queue: everything the front-end configured.
 final class QueueSlot {
     let index: Int
     var size: Int?
@@ -17,7 +16,24 @@ final class QueueSlot {
     var callReplaced = false
     /// SET_VRING_ENABLE state; only consulted when VHOST_USER_F_PROTOCOL_FEATURES was negotiated.
     var enabled = false
-    var worker: QueueWorker?
+    /// The position of the queue's group in `Session.groups`.
+    let group: Int
 
-    init(index: Int) { self.index = index }
+    init(index: Int, group: Int) {
+        self.index = index
+        self.group = group
+    }
+}
+
+/// The control thread's record of one queue group: its members, and the worker that runs those of
+/// them that may run. Any change to a member stops the worker; the next reconcile starts a new one
+/// with the members that may run then.
+final class GroupSlot {
+    let members: [Int]
+    var worker: GroupWorker?
+    /// The members the current worker was started with (those that failed to start included), or nil
+    /// after a stop: the group is started again only when this differs from what may run.
+    var startedWith: [Int]?
+
+    init(members: [Int]) { self.members = members }
 }

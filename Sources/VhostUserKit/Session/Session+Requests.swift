@@ -1,9 +1,10 @@
 /// A reply payload with the descriptors to pass along.
 struct Reply {
     var payload: [UInt8]
-    var descriptors: [Int32] = []
+    /// Descriptors to attach; the owners keep them open until the reply is sent.
+    var descriptors: [OwnedDescriptor] = []
     init(_ payload: some FixedPayload) { self.payload = payload.encoded() }
-    init(payload: [UInt8], descriptors: [Int32] = []) { self.payload = payload; self.descriptors = descriptors }
+    init(payload: [UInt8], descriptors: [OwnedDescriptor] = []) { self.payload = payload; self.descriptors = descriptors }
 }
 
 /// One typed handler per front-end request. Each checks the payload size and descriptor count
@@ -148,12 +149,13 @@ extension Session {
         case .vringKick:
             let state = try VringState(decoding: m.payload, for: request)
             try expect(m, descriptors: 0)
-            try queue(state.index, request).worker?.notify()
+            let slot = try queue(state.index, request)
+            groups[slot.group].worker?.notify(queue: slot.index)
             return nil
 
         case .setBackendReqFd:
             try expect(m, descriptors: 1, payload: 0)
-            let channel = BackendChannel(socket: m.descriptors[0])
+            let channel = try BackendChannel(socket: m.descriptors[0])
             backend = channel
             device.backendChannelChanged(channel)
             return nil
@@ -188,7 +190,7 @@ extension Session {
             // Running workers write to the current region: stop them before it is unmapped.
             stopAllQueues()
             inflight = region
-            return Reply(payload: region.description.encoded(), descriptors: [region.file.rawValue])
+            return Reply(payload: region.description.encoded(), descriptors: [region.file])
 
         case .setInflightFd:
             let description = try InflightDescription(decoding: m.payload, for: request)
@@ -204,6 +206,7 @@ extension Session {
             try expect(m, descriptors: 0)
             guard value <= 0xff else { throw .invalidRequest(request, "status 0x\(String(value, radix: 16))") }
             status = value
+            device.statusChanged(UInt8(value))
             return nil
 
         case .getStatus:
@@ -213,8 +216,22 @@ extension Session {
         case .setLogBase, .setLogFd, .sendRarp, .netSetMtu, .iotlbMsg, .setVringEndian, .createCryptoSession,
              .closeCryptoSession, .postcopyAdvise, .postcopyListen, .postcopyEnd, .gpuSetSocket,
              .getSharedObject, .setDeviceStateFd, .checkDeviceState, .getShmemConfig:
-            throw .unsupportedRequest(request)
+            return try deviceRequest(m)
         }
+    }
+
+    /// Offers a request the kit does not serve to the device (device-specific requests, unknown numbers).
+    func deviceRequest(_ m: Message) throws(VhostUserError) -> Reply? {
+        let reply: DeviceReply?
+        do {
+            reply = try device.handleFrontendRequest(m.header.request, payload: m.payload, descriptors: m.descriptors)
+        } catch DeviceError.unsupportedRequest {
+            if let request = m.request { throw .unsupportedRequest(request) }
+            throw .unknownRequest(m.header.request)
+        } catch {
+            throw .deviceRefused(request: m.header.request, "\(error)")
+        }
+        return reply.map { Reply(payload: $0.payload, descriptors: $0.descriptors) }
     }
 
     // MARK: Checks

@@ -15,6 +15,7 @@ public final class Session {
     var protocolFeatures: ProtocolFeatures = []
     var memory = GuestMemory.empty
     var slots: [QueueSlot]
+    var groups: [GroupSlot]
     var backend: BackendChannel?
     var status: UInt64 = 0
     var inflight: InflightRegion?
@@ -26,7 +27,23 @@ public final class Session {
         self.channel = MessageChannel(socket: socket)
         self.logger = logger
         self.pollNanoseconds = pollNanoseconds
-        self.slots = (0..<device.queueCount).map(QueueSlot.init)
+        self.groups = Self.checkedGroups(device).map(GroupSlot.init)
+        self.slots = []
+        self.slots = makeSlots()
+    }
+
+    /// The device's queue groups, checked: every queue in exactly one group.
+    private static func checkedGroups(_ device: any VhostUserDevice) -> [[Int]] {
+        let groups = device.queueGroups.map { $0.sorted() }
+        precondition(groups.allSatisfy { !$0.isEmpty } && groups.flatMap { $0 }.sorted() == Array(0..<device.queueCount),
+                     "\(type(of: device)).queueGroups must name each of its \(device.queueCount) queues exactly once: \(groups)")
+        return groups
+    }
+
+    private func makeSlots() -> [QueueSlot] {
+        var groupOf = [Int](repeating: 0, count: device.queueCount)
+        for (position, group) in groups.enumerated() { for queue in group.members { groupOf[queue] = position } }
+        return (0..<device.queueCount).map { QueueSlot(index: $0, group: groupOf[$0]) }
     }
 
     /// Virtio features offered in GET_FEATURES.
@@ -39,15 +56,24 @@ public final class Session {
         return f
     }
 
-    /// Serves requests until the front-end disconnects or `shutdown` is signalled, then stops every
-    /// queue and releases the connection's memory and descriptors. Framing errors end the session.
+    /// Serves requests (and sends what queue workers post on the back-end channel) until the front-end
+    /// disconnects or `shutdown` is signalled, then stops every queue and releases the connection's
+    /// memory and descriptors. Framing errors end the session.
     /// `shutdown` also cuts short a wait in the middle of a message or for room to send a reply, so a
     /// front-end that stalls cannot keep the daemon from stopping.
     public func run(shutdown: EventFD? = nil) throws(VhostUserError) {
         defer { close() }
         if let shutdown { channel = MessageChannel(socket: channel.socket, interrupt: shutdown.rawValue) }
         while true {
-            if let shutdown, try waitReadable([channel.socket.rawValue, shutdown.rawValue]) == 1 { return }
+            var watched = [channel.socket.rawValue]
+            if let shutdown { watched.append(shutdown.rawValue) }
+            if let backend { watched.append(backend.posted.rawValue) }
+            let ready = try waitReadable(watched)
+            if shutdown != nil && ready == 1 { return }
+            if let backend, ready == watched.count - 1 {
+                do { try backend.sendPosted() } catch { logger.error("back-end channel: \(error)") }
+                continue
+            }
             guard let message = try channel.receive() else { return }
             try dispatch(message)
         }
@@ -61,11 +87,10 @@ public final class Session {
         logger.trace("\(request.map { "\($0)" } ?? "request \(message.header.request)") size=\(message.header.size) fds=\(message.descriptors.count) flags=0x\(String(message.header.flags.rawValue, radix: 16))")
         let wantsAck = message.needsReply && protocolFeatures.contains(.replyAck)
         do throws(VhostUserError) {
-            guard let request else { throw VhostUserError.unknownRequest(message.header.request) }
-            let reply = try handle(request, message)
+            let reply = if let request { try handle(request, message) } else { try deviceRequest(message) }
             reconcileQueues()
             if let reply {
-                try channel.reply(to: message.header.request, payload: reply.payload, descriptors: reply.descriptors)
+                try channel.reply(to: message.header.request, payload: reply.payload, descriptors: reply.descriptors.map(\.rawValue))
             } else if wantsAck {
                 try channel.reply(to: message.header.request, payload: U64Payload(0).encoded())
             }
@@ -106,41 +131,58 @@ public final class Session {
         return slot.started && enabled && slot.size != nil && slot.address != nil && !memory.isEmpty
     }
 
-    /// Starts the queues that may now run and stops those that may not.
+    /// Starts the groups whose queues may now run and restarts those whose running members change.
     func reconcileQueues() {
-        for slot in slots {
-            let run = shouldRun(slot)
-            if run && slot.worker == nil { start(slot) }
-            if !run && slot.worker != nil { stop(slot) }
+        for group in groups {
+            let wanted = group.members.filter { shouldRun(slots[$0]) }
+            if group.startedWith == wanted { continue }
+            stop(group)
+            group.startedWith = wanted
+            if !wanted.isEmpty { start(group, members: wanted) }
         }
-        let running = slots.count { $0.worker != nil }
+        let running = groups.reduce(0) { $0 + ($1.worker?.group.queues.count ?? 0) }
         if running != runningQueues {
             runningQueues = running
             onQueuesRunning(running)
         }
     }
 
-    private func start(_ slot: QueueSlot) {
-        guard let size = slot.size, let address = slot.address else { return }
-        do {
-            let wake = try EventFD()
-            let queue = try Virtqueue(index: slot.index, size: size, address: address, base: slot.base, memory: memory,
-                                      features: features, call: slot.call, err: slot.err,
-                                      completionPort: CompletionPort(wake: wake),
-                                      inflightRegion: inflightRegion(queue: slot.index, size: size),
-                                      malformedChainPolicy: device.malformedChainPolicy, logger: logger)
-            if slot.callReplaced {
-                queue.signalIfUsed()
-                slot.callReplaced = false
+    /// Starts a worker for the `members` of `group`; a member that cannot start is left out (and its
+    /// error eventfd signalled).
+    private func start(_ group: GroupSlot, members: [Int]) {
+        var queues: [Virtqueue] = []
+        var kicks: [EventFD?] = []
+        for index in members {
+            let slot = slots[index]
+            guard let size = slot.size, let address = slot.address else { continue }
+            do {
+                let queue = try Virtqueue(index: index, size: size, address: address, base: slot.base, memory: memory,
+                                          features: features, call: slot.call, err: slot.err,
+                                          completionPort: CompletionPort(wake: try EventFD()),
+                                          inflightRegion: inflightRegion(queue: index, size: size),
+                                          malformedChainPolicy: device.malformedChainPolicy, logger: logger)
+                if slot.callReplaced {
+                    queue.signalIfUsed()
+                    slot.callReplaced = false
+                }
+                queues.append(queue)
+                kicks.append(slot.kick)
+                logger.debug("queue \(index) started: size \(size), base \(slot.base), event-idx \(queue.eventIdx)")
+            } catch {
+                logger.error("queue \(index) cannot start: \(error)")
+                slot.err?.signal()
             }
-            let handler = device.makeQueueHandler(queue: slot.index, features: features)
-            let worker = QueueWorker(queue: queue, wake: wake, handler: handler, kick: slot.kick, pollNanoseconds: pollNanoseconds)
-            try worker.start()
-            slot.worker = worker
-            logger.debug("queue \(slot.index) started: size \(size), base \(slot.base), event-idx \(queue.eventIdx)")
+        }
+        guard !queues.isEmpty else { return }
+        let handler = device.makeGroupHandler(queues: queues.map(\.index), features: features)
+        do {
+            let worker = GroupWorker(group: try QueueGroup(queues: queues, kicks: kicks, handler: handler,
+                                                           pollNanoseconds: pollNanoseconds, logger: logger))
+            worker.start()
+            group.worker = worker
         } catch {
-            logger.error("queue \(slot.index) cannot start: \(error)")
-            slot.err?.signal()
+            logger.error("queues \(queues.map(\.index)) cannot start: \(error)")
+            for queue in queues { slots[queue.index].err?.signal() }
         }
     }
 
@@ -157,16 +199,22 @@ public final class Session {
         return inflight.base + index * stride
     }
 
-    /// Stops a running queue and keeps its position, so it resumes where it left off.
-    func stop(_ slot: QueueSlot) {
-        guard let worker = slot.worker else { return }
+    /// Stops the queue's group, keeping every member's position so it resumes where it left off; the
+    /// next reconcile restarts the members that may still run.
+    func stop(_ slot: QueueSlot) { stop(groups[slot.group]) }
+
+    private func stop(_ group: GroupSlot) {
+        group.startedWith = nil
+        guard let worker = group.worker else { return }
         worker.stop()
-        slot.base = worker.queue.nextAvail
-        slot.worker = nil
-        logger.debug("queue \(slot.index) stopped at \(slot.base)")
+        for queue in worker.group.queues {
+            slots[queue.index].base = queue.nextAvail
+            logger.debug("queue \(queue.index) stopped at \(queue.nextAvail)")
+        }
+        group.worker = nil
     }
 
-    func stopAllQueues() { slots.forEach(stop) }
+    func stopAllQueues() { groups.forEach(stop) }
 
     /// Forgets the device's state (RESET_OWNER, RESET_DEVICE): rings, features, status, inflight.
     /// Protocol features and guest memory belong to the connection and stay: front-ends negotiate and
@@ -175,7 +223,7 @@ public final class Session {
     /// none after a guest reset; libvhost-user's reset keeps them too).
     func resetDevice() {
         stopAllQueues()
-        slots = (0..<device.queueCount).map(QueueSlot.init)
+        slots = makeSlots()
         features = 0
         status = 0
         inflight = nil

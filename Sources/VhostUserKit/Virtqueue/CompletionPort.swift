@@ -3,7 +3,7 @@
 /// the port's own lock is private to its queue.
 public final class CompletionPort: Sendable {
     private let pending = Locked<[UInt64]>([])
-    private let wake: EventFD
+    let wake: EventFD
 
     /// A port that signals `wake`, the eventfd the queue's worker waits on (public so a harness can
     /// build a `Virtqueue` without a worker).

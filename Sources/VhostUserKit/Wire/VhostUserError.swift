@@ -15,6 +15,8 @@ public enum VhostUserError: Error, Equatable, CustomStringConvertible {
     case unsupportedRequest(FrontendRequest)
     /// A well-formed request the daemon refuses (a bad ring size, an address outside memory...).
     case invalidRequest(FrontendRequest, String)
+    /// The device refused a request it serves itself (`VhostUserDevice.handleFrontendRequest`).
+    case deviceRefused(request: UInt32, String)
     case system(call: String, errno: Int32)
     /// The daemon is shutting down: the wait for the peer was abandoned.
     case interrupted
@@ -39,6 +41,7 @@ public enum VhostUserError: Error, Equatable, CustomStringConvertible {
         case let .unknownRequest(number): "unknown request \(number)"
         case let .unsupportedRequest(request): "\(request) is not supported by this back-end"
         case let .invalidRequest(request, why): "\(request): \(why)"
+        case let .deviceRefused(request, why): "request \(request): the device refused it: \(why)"
         case let .system(call, errno): "\(call): \(String(cString: strerror(errno)))"
         case .interrupted: "shutting down"
         }
