@@ -21,6 +21,8 @@ final class LoopbackDevice: VhostUserDevice {
         var backend: BackendChannel?
         var backendChanges = 0
         var resets = 0
+        /// Every SET_STATUS value, in order.
+        var statuses: [UInt8] = []
         /// Chains each queue's handler processed (malformed chains never reach the handler).
         var served: [Int]
     }
@@ -63,6 +65,25 @@ final class LoopbackDevice: VhostUserDevice {
         state.withLock { $0.resets += 1; $0.config = Self.defaultConfig }
     }
 
+    func statusChanged(_ status: UInt8) { state.withLock { $0.statuses.append(status) } }
+
+    /// A device-specific request this device serves: the reply is the payload reversed.
+    static let reverseRequest: UInt32 = 1000
+    /// A device-specific request this device always refuses.
+    static let refusedRequest: UInt32 = 1001
+
+    func handleFrontendRequest(_ request: UInt32, payload: [UInt8], descriptors: [OwnedDescriptor]) throws -> DeviceReply? {
+        switch request {
+        case Self.reverseRequest: return DeviceReply(payload: payload.reversed())
+        case Self.refusedRequest: throw DeviceError.readOnlyConfig
+        default: throw DeviceError.unsupportedRequest
+        }
+    }
+
+    /// A request whose first readable byte is this makes the queue worker post a config change on the
+    /// back-end channel (and still echo).
+    static let postConfigChangeByte: UInt8 = 0xcc
+
     fileprivate func recordServed(queue: Int) { state.withLock { $0.served[queue] += 1 } }
 }
 
@@ -83,6 +104,7 @@ final class LoopbackHandler: QueueHandler {
     func process(_ queue: Virtqueue) -> ProcessResult {
         while let chain = queue.nextChain() {
             let written = echo(chain, bounce: &bounce)
+            if written > 0 && bounce[0] == LoopbackDevice.postConfigChangeByte { device.backend?.post(.configChangeMsg) }
             queue.complete(chain, written: written)
             device.recordServed(queue: queue.index)
         }
