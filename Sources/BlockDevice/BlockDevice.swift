@@ -10,6 +10,9 @@ public final class BlockDevice: VhostUserDevice {
     public struct Options: Sendable {
         public var serial: String = ""
         public var queueCount: Int = 1
+        /// Worker threads for the queues (nil: one per queue). Fewer workers than queues put several
+        /// queues on one worker, queue i on worker i % workers: less switching when queues outnumber cores.
+        public var workers: Int?
         public var queueSize: Int = 256
         public var engine: IOEngineKind = .auto
         /// The initial write cache mode; the guest may change it when CONFIG_WCE is negotiated.
@@ -38,6 +41,9 @@ public final class BlockDevice: VhostUserDevice {
 
     public init(backend: BlockBackend, options: Options = .init(), logger: Logger = Logger(label: "vhost-user-blk")) throws(BlockBackendError) {
         guard (1...64).contains(options.queueCount) else { throw BlockBackendError("--num-queues must be 1 to 64") }
+        if let workers = options.workers, !(1...options.queueCount).contains(workers) {
+            throw BlockBackendError("--workers must be 1 to --num-queues (\(options.queueCount))")
+        }
         guard SplitRingLayout.isValid(size: options.queueSize) else {
             throw BlockBackendError("--queue-size must be a power of two from 1 to 32768")
         }
@@ -64,6 +70,10 @@ public final class BlockDevice: VhostUserDevice {
     public var virtioDeviceID: UInt32 { VirtioBlock.deviceID }
     public var queueCount: Int { options.queueCount }
     public var maxQueueSize: Int { options.queueSize }
+    public var queueGroups: [[Int]] {
+        let workers = options.workers ?? options.queueCount
+        return (0..<workers).map { Array(stride(from: $0, to: options.queueCount, by: workers)) }
+    }
     public var extraProtocolFeatures: ProtocolFeatures { [.inflightShmfd] }
     public var configSize: Int { VirtioBlock.ConfigOffset.end }
     /// A request the queue cannot even parse has no status byte to write: returning it with length 0

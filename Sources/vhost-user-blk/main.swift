@@ -51,6 +51,9 @@ struct BlockCommand: ParsableCommand {
     @Option(name: .long, help: "Number of request queues.")
     var numQueues: Int = 1
 
+    @Option(name: .long, help: ArgumentHelp("Worker threads serving the queues (default: one per queue); with fewer, queue i runs on worker i % N.", valueName: "N"))
+    var workers: Int?
+
     @Option(name: .long, help: "Largest queue size the front-end may use (a power of two up to 32768).")
     var queueSize: Int = 256
 
@@ -82,6 +85,7 @@ struct BlockCommand: ParsableCommand {
             var options = BlockDevice.Options()
             options.serial = serial
             options.queueCount = numQueues
+            options.workers = workers
             options.queueSize = queueSize
             options.writeback = writeCache == "writeback"
             options.engine = IOEngineKind(rawValue: engine)!

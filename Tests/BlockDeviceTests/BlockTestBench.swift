@@ -16,7 +16,7 @@ final class BlockTestBench {
     var queue: FakeQueue { setup.queues[0] }
 
     init(sizeBytes: Int = 1 << 20, target: String = "file", readOnly: Bool = false, direct: Bool = false, logicalBlockSize: Int = 512,
-         engine: IOEngineKind = .ioUring, queues: Int = 1, serial: String = "disk-0123", profile: FrontendProfile = .qemu,
+         engine: IOEngineKind = .ioUring, queues: Int = 1, workers: Int? = nil, serial: String = "disk-0123", profile: FrontendProfile = .qemu,
          maskFeatures: UInt64 = 0, memorySize: Int = 8 << 20) throws {
         var path: String?
         let backendTarget: BlockTarget
@@ -36,6 +36,7 @@ final class BlockTestBench {
         var options = BlockDevice.Options()
         options.serial = serial
         options.queueCount = queues
+        options.workers = workers
         options.engine = engine
         device = try BlockDevice(backend: BlockBackend(target: backendTarget, readOnly: readOnly, direct: direct, logicalBlockSize: logicalBlockSize), options: options)
         daemon = try InProcessDaemon(device: device)
