@@ -28,6 +28,25 @@ struct RNGDeviceTests {
         #expect(Set(memory.read(a, count: 4096)).count > 200)
     }
 
+    @Test("without a daemon: the source's bytes land in the buffer, one request checked synchronously")
+    func sourceBytesReachTheBuffer() throws {
+        let path = "/tmp/vhu-rng-source-\(getpid())"
+        let bytes = (0..<300).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 7) }
+        let fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
+        #expect(write(fd, bytes, bytes.count) == bytes.count)
+        close(fd)
+        defer { unlink(path) }
+        let harness = try GroupHarness(device: try RNGDevice(source: .file(path)))
+        let q = harness.queue(0)
+        let a = harness.memory.allocate(100), b = harness.memory.allocate(100)
+        q.submit([.writable(a, 100)])
+        q.submit([.writable(b, 50), .writable(b + 50, 50)], indirect: true)
+        harness.run()
+        #expect(q.takeUsed().map(\.length) == [100, 100])
+        #expect(harness.memory.read(a, count: 100) == Array(bytes[0..<100]))
+        #expect(harness.memory.read(b, count: 100) == Array(bytes[100..<200]))
+    }
+
     @Test("a rate limit caps the bytes served in one period")
     func rateLimitCapsBytes() throws {
         let daemon = try InProcessDaemon(device: try RNGDevice(rateLimit: RateLimit(maxBytes: 1000, periodMilliseconds: 60_000)))
