@@ -258,21 +258,12 @@ extension Session {
         }
     }
 
-    /// Checks that all three parts of a ring lie in guest memory (the worker checks again on start).
+    /// Checks that all three parts of a ring lie in guest memory, aligned (the worker checks again on start).
     private func checkRing(_ address: VringAddress, size: Int) throws(VhostUserError) {
-        let layout = SplitRingLayout(size: size)
-        let parts = [("descriptor table", address.descriptorTable, layout.descriptorTableBytes),
-                     ("available ring", address.availableRing, layout.availableRingBytes),
-                     ("used ring", address.usedRing, layout.usedRingBytes)]
-        // virtio 1.2, 2.7: the descriptor table is 16-byte aligned, the available ring 2, the used ring 4;
-        // in the front-end's address space and in ours (a region's file offset can shift the latter).
-        for ((name, start, length), alignment) in zip(parts, [16, 2, 4]) {
-            guard let host = memory.contiguous(user: start, length: length) else {
-                throw .invalidRequest(.setVringAddr, "queue \(address.index): the \(name) at 0x\(String(start, radix: 16)) is outside guest memory")
-            }
-            guard start % UInt64(alignment) == 0, Int(bitPattern: host) % alignment == 0 else {
-                throw .invalidRequest(.setVringAddr, "queue \(address.index): the \(name) at 0x\(String(start, radix: 16)) is not \(alignment)-byte aligned (in the front-end's mapping or in ours)")
-            }
+        do throws(VirtqueueError) {
+            _ = try RingLocation(address, size: size, in: memory)
+        } catch {
+            throw .invalidRequest(.setVringAddr, "queue \(address.index): \(error)")
         }
     }
 }

@@ -61,36 +61,22 @@ public final class Virtqueue: @unchecked Sendable {
     private var knownFaults = MemoryGuard.faultCount
 
     /// Resolves the ring addresses (front-end virtual addresses) in `memory` and checks that all three
-    /// parts lie inside it, aligned as the spec requires.
+    /// parts lie inside it, aligned as the spec requires (`RingLocation`).
     public init(index: Int, size: Int, address: VringAddress, base: UInt16, memory: GuestMemory,
                 features: UInt64, call: EventFD?, err: EventFD?, completionPort: CompletionPort,
                 inflightRegion: UnsafeMutableRawPointer? = nil, malformedChainPolicy: MalformedChainPolicy = .returnEmpty,
                 logger: Logger) throws(VirtqueueError) {
         precondition(SplitRingLayout.isValid(size: size))
         let layout = SplitRingLayout(size: size)
-        guard address.descriptorTable % 16 == 0,
-              let d = memory.contiguous(user: address.descriptorTable, length: layout.descriptorTableBytes)
-        else { throw .ringOutsideMemory(part: "descriptor table") }
-        guard address.availableRing % 2 == 0,
-              let a = memory.contiguous(user: address.availableRing, length: layout.availableRingBytes)
-        else { throw .ringOutsideMemory(part: "available ring") }
-        guard address.usedRing % 4 == 0,
-              let u = memory.contiguous(user: address.usedRing, length: layout.usedRingBytes)
-        else { throw .ringOutsideMemory(part: "used ring") }
-        // The front-end's addresses are aligned; the host ones must be too (a region whose file offset
-        // is not a multiple of 16 shifts them), or the index accesses would be misaligned atomics.
-        for (part, pointer, alignment) in [("descriptor table", d, 16), ("available ring", a, 2), ("used ring", u, 4)]
-        where Int(bitPattern: pointer) % alignment != 0 {
-            throw .ringMisaligned(part: part)
-        }
+        let ring = try RingLocation(address, size: size, in: memory)
         self.index = index
         self.size = size
         self.layout = layout
         self.mask = UInt16(truncatingIfNeeded: size - 1)
         self.memory = memory
-        self.descriptors = d
-        self.avail = a
-        self.used = u
+        self.descriptors = ring.descriptors
+        self.avail = ring.available
+        self.used = ring.used
         self.eventIdx = features & VirtioFeature.ringEventIdx != 0
         self.indirectAllowed = features & VirtioFeature.ringIndirectDesc != 0
         self.malformedChainPolicy = malformedChainPolicy
@@ -99,7 +85,7 @@ public final class Virtqueue: @unchecked Sendable {
         self.completionPort = completionPort
         self.logger = logger
         self.nextAvail = base
-        let usedIndex = vhu_load_acquire_u16(u + SplitRingLayout.usedIndexOffset)
+        let usedIndex = vhu_load_acquire_u16(ring.used + SplitRingLayout.usedIndexOffset)
         self.nextUsed = usedIndex
         self.publishedUsed = usedIndex
         // A chain maps to at most one segment per descriptor per region it crosses.

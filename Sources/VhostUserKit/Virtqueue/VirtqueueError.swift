@@ -5,7 +5,7 @@ import Glibc
 /// Why a descriptor chain or a ring was refused. A bad chain is returned to the guest with a length of 0;
 /// a bad ring (an index the device cannot trust) stops the queue until the front-end sets it up again.
 public enum VirtqueueError: Error, Equatable, CustomStringConvertible {
-    case ringOutsideMemory(part: String)
+    case ringOutsideMemory(part: String, address: UInt64)
     case headOutOfRange(head: UInt16)
     case availIndexJump(from: UInt16, to: UInt16)
     case descriptorOutOfRange(index: UInt16)
@@ -17,7 +17,7 @@ public enum VirtqueueError: Error, Equatable, CustomStringConvertible {
     case indirectNotNegotiated
     case badIndirectTable(length: UInt32)
     case tooManySegments
-    case ringMisaligned(part: String)
+    case ringMisaligned(part: String, address: UInt64, alignment: Int)
     /// The call eventfd cannot be written (a pipe without a reader, a closed descriptor).
     case notifyFailed(errno: Int32)
     /// The file behind a guest memory region shrank under the mapping.
@@ -33,7 +33,7 @@ public enum VirtqueueError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .ringOutsideMemory(part): "the \(part) is not inside guest memory"
+        case let .ringOutsideMemory(part, address): "the \(part) at 0x\(String(address, radix: 16)) is outside guest memory"
         case let .headOutOfRange(head): "chain head \(head) is outside the descriptor table"
         case let .availIndexJump(from, to): "available index jumped from \(from) to \(to), more than the queue size"
         case let .descriptorOutOfRange(index): "descriptor index \(index) is outside its table"
@@ -45,7 +45,7 @@ public enum VirtqueueError: Error, Equatable, CustomStringConvertible {
         case .indirectNotNegotiated: "indirect descriptor without VIRTIO_F_INDIRECT_DESC"
         case let .badIndirectTable(length): "indirect table of \(length) bytes"
         case .tooManySegments: "descriptor chain maps to too many memory segments"
-        case let .ringMisaligned(part): "the \(part) is misaligned in the back-end's mapping (the region's file offset breaks its alignment)"
+        case let .ringMisaligned(part, address, alignment): "the \(part) at 0x\(String(address, radix: 16)) is not \(alignment)-byte aligned (in the front-end's mapping or in ours: a region's file offset can break it)"
         case let .notifyFailed(errno): "the call descriptor cannot be signalled: \(String(cString: strerror(errno)))"
         case .memoryLost: "a guest memory region lost its backing: the front-end shrank its file"
         }
