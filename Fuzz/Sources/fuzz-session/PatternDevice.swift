@@ -1,15 +1,18 @@
 import VhostUserKit
 
 /// An rng-like device for the session fuzzer: it fills every writable buffer with a byte pattern.
-/// Variants add a second queue, a writable config space and inflight tracking, so that every
-/// request of the protocol has something to act on.
+/// Variants add a second queue (alone or in one queue group with the first), a writable config space
+/// and inflight tracking, so that every request of the protocol has something to act on.
 final class PatternDevice: VhostUserDevice {
     let queueCount: Int
     let configSize: Int
     let extraProtocolFeatures: ProtocolFeatures
 
-    init(queues: Int, withConfigAndInflight: Bool) {
+    let queueGroups: [[Int]]
+
+    init(queues: Int, withConfigAndInflight: Bool, grouped: Bool = false) {
         queueCount = queues
+        queueGroups = grouped ? [Array(0..<queues)] : (0..<queues).map { [$0] }
         configSize = withConfigAndInflight ? 16 : 0
         extraProtocolFeatures = withConfigAndInflight ? [.inflightShmfd] : []
     }

@@ -66,7 +66,8 @@ func sessionSeeds() -> [(String, [UInt8])] {
     }
 
     var seeds: [(String, [UInt8])] = []
-    let devices: [(String, UInt8, Int)] = [("pattern", 0, 1), ("pattern2", 1, 2), ("blk-null", 2, 1), ("blk-file", 3 | 4, 2)]
+    let devices: [(String, UInt8, Int)] = [("pattern", 0, 1), ("pattern2", 1, 2), ("pattern2-grouped", 1 | 8, 2), ("blk-null", 2, 1),
+                                           ("blk-file", 3 | 4, 2), ("blk-file-one-worker", 3 | 4 | 8, 2)]
     for (name, choice, queues) in devices {
         let blk = choice & 2 != 0
         for profile in FrontendProfile.allCases {

@@ -4,7 +4,8 @@
 // workers over guest RAM the input wrote. Each input ends with the front-end closing; the session must
 // return, every reply must be a well-formed reply, and descriptors and threads must not grow.
 // Input: device byte (bits 0-1: pattern device with 1 queue, pattern device with 2 queues, config
-// and inflight, blk on a null disk, blk on a memfd image; bit 2: blk with 2 queues), then the script.
+// and inflight, blk on a null disk, blk on a memfd image; bit 2: blk with 2 queues; bit 3: the two
+// queues share one worker, as a queue group), then the script.
 import BlockDevice
 import FuzzSupport
 import VhostUserKit
@@ -34,11 +35,12 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutable
 func makeDevice(_ choice: UInt8) -> any VhostUserDevice {
     switch choice & 3 {
     case 0: return PatternDevice(queues: 1, withConfigAndInflight: false)
-    case 1: return PatternDevice(queues: 2, withConfigAndInflight: true)
+    case 1: return PatternDevice(queues: 2, withConfigAndInflight: true, grouped: choice & 8 != 0)
     default:
         var options = BlockDevice.Options()
         options.engine = .inline
         options.queueCount = choice & 4 != 0 ? 2 : 1
+        if choice & 8 != 0 { options.workers = 1 }
         let target: BlockTarget = choice & 3 == 3 ? .file("/proc/self/fd/\(disk)") : .null(size: UInt64(diskSize))
         return try! BlockDevice(backend: BlockBackend(target: target), options: options, logger: quietLogger)
     }
