@@ -68,7 +68,7 @@ struct BlockHostileRequestTests {
     @Test("a front-end that never reads its back-end channel cannot hold the daemon: resize notices give up, stop is prompt")
     func unreadBackendChannel() throws {
         let bench = try BlockTestBench()
-        withExtendedLifetime(bench.setup.backendSocket) {}
+        withExtendedLifetime(bench.fixture.backendSocket) {}
         // Grow the image a block at a time; each change sends a config-change message nobody reads,
         // until the socket is full and a send gives up.
         let finished = try EventFD()

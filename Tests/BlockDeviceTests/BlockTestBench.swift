@@ -9,11 +9,11 @@ import Glibc
 /// through the fake front-end, with helpers to build virtio-blk requests in guest memory.
 final class BlockTestBench {
     let image: String?
-    let device: BlockDevice
-    let daemon: InProcessDaemon
-    let memory: FakeGuestMemory
-    let setup: FrontendSetup
-    var queue: FakeQueue { setup.queues[0] }
+    let fixture: DeviceFixture<BlockDevice>
+    var device: BlockDevice { fixture.device }
+    var daemon: InProcessDaemon { fixture.daemon }
+    var memory: FakeGuestMemory { fixture.memory }
+    var queue: FakeQueue { fixture.queue }
 
     init(sizeBytes: Int = 1 << 20, target: String = "file", readOnly: Bool = false, direct: Bool = false, logicalBlockSize: Int = 512,
          engine: IOEngineKind = .ioUring, queues: Int = 1, serial: String = "disk-0123", profile: FrontendProfile = .qemu,
@@ -37,10 +37,9 @@ final class BlockTestBench {
         options.serial = serial
         options.queueCount = queues
         options.engine = engine
-        device = try BlockDevice(backend: BlockBackend(target: backendTarget, readOnly: readOnly, direct: direct, logicalBlockSize: logicalBlockSize), options: options)
-        daemon = try InProcessDaemon(device: device)
-        memory = try FakeGuestMemory(size: memorySize, regionCount: 2)
-        setup = try daemon.connect().setUp(profile, memory: memory, queueSizes: Array(repeating: 128, count: queues), maskFeatures: maskFeatures)
+        let device = try BlockDevice(backend: BlockBackend(target: backendTarget, readOnly: readOnly, direct: direct, logicalBlockSize: logicalBlockSize), options: options)
+        fixture = try DeviceFixture(device, profile: profile, queueSizes: Array(repeating: 128, count: queues),
+                                    memorySize: memorySize, regionCount: 2, maskFeatures: maskFeatures)
     }
 
     deinit {
@@ -68,7 +67,7 @@ final class BlockTestBench {
 
     /// Submits `buffers` on queue `q`, kicks, and returns the used element and the status byte at `status`.
     func run(_ buffers: [BufferSpec], status: UInt64, on q: Int = 0, indirect: Bool = false) throws -> (UsedElement, UInt8) {
-        let fq = setup.queues[q]
+        let fq = fixture.queues[q]
         fq.submit(buffers, indirect: indirect)
         fq.notifyDevice()
         let used = try fq.waitForUsed(1)
