@@ -105,12 +105,15 @@ final class BlockTestBench {
         _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, bytes.count, off_t(offset)) }
     }
 
-    /// Allocated bytes of the image (st_blocks × 512): shows whether a range was deallocated.
-    var allocatedBytes: Int {
-        var st = stat()
-        stat(image!, &st)
-        return Int(st.st_blocks) * 512
-    }
+    /// Allocated bytes of the image: shows whether a range was deallocated.
+    var allocatedBytes: Int { fileAllocatedBytes(image!) }
+}
+
+/// Allocated bytes of the file at `path` (st_blocks × 512), or -1 when it cannot be read.
+func fileAllocatedBytes(_ path: String) -> Int {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return -1 }
+    return Int(st.st_blocks) * 512
 }
 
 func pattern(_ count: Int, seed: UInt8) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) } }
