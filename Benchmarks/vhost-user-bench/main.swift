@@ -28,11 +28,10 @@ func now() -> Double { Double(monotonicNanoseconds()) / 1e9 }
 /// Entropy through the whole vhost-user path: fake driver → socket-configured rings → daemon worker
 /// thread → source read into guest memory → used ring → call eventfd.
 func rngThroughDaemon(seconds: Double, buffer: Int, depth: Int, source: String) throws -> Double {
-    let daemon = try InProcessDaemon(device: try RNGDevice(source: .file(source)))
-    defer { daemon.stop() }
-    let frontend = try daemon.connect()
-    let memory = try FakeGuestMemory(size: max(4 << 20, (buffer * depth * 2 + 4095) & ~4095 + (1 << 20)))
-    let q = try frontend.setUp(.qemu, memory: memory, queueSizes: [max(16, depth.nextPowerOfTwo)]).queues[0]
+    let fixture = try DeviceFixture(try RNGDevice(source: .file(source)), queueSizes: [max(16, depth.nextPowerOfTwo)],
+                                    memorySize: max(4 << 20, (buffer * depth * 2 + 4095) & ~4095 + (1 << 20)))
+    defer { fixture.daemon.stop() }
+    let memory = fixture.memory, q = fixture.queue
     let buffers = (0..<depth).map { _ in memory.allocate(buffer, alignment: 4096) }
     for b in buffers { q.submit([.writable(b, buffer)]) }
     q.notifyDevice()

@@ -20,6 +20,9 @@ public final class FakeFrontend: @unchecked Sendable {
     /// Called with each typed request before it is sent; throwing stops the send. A soak uses it to
     /// cut a set-up short at a chosen message, as a front-end that dies part-way would.
     public var willSend: ((FrontendRequest) throws -> Void)?
+    /// The in-process daemon serving this connection, when a `DeviceFixture` made it: kept running
+    /// while the front-end (or a queue it set up) is in use.
+    public var daemon: InProcessDaemon?
 
     public init(socket: OwnedDescriptor) { channel = MessageChannel(socket: socket) }
 
@@ -57,6 +60,12 @@ public final class FakeFrontend: @unchecked Sendable {
             throw FakeFrontendError.unexpectedReply("request \(reply.header.request) flags 0x\(String(reply.header.flags.rawValue, radix: 16)) to \(request)")
         }
         return reply
+    }
+
+    /// Ends the connection as a front-end that exits would (shutdown(2) both ways): the daemon reads end of
+    /// file; the descriptor itself is closed with the front-end.
+    public func disconnect() {
+        _ = shutdown(channel.socket.rawValue, Int32(SHUT_RDWR))
     }
 
     /// Whether the daemon closed the connection (reads until EOF, bounded by the reply timeout).

@@ -37,15 +37,25 @@ struct BlockHostileRequestTests {
         #expect(status == 0)
     }
 
-    @Test("WRITE_ZEROES with UNMAP on a host block device (a loop device) reads back as zeroes",
+    /// WRITE_ZEROES with UNMAP must ask a host block device for zeroes (BLKZEROOUT), never for a discard
+    /// (BLKDISCARD): a discard does not promise zeroes, and a device that does not zero what it unmaps
+    /// would hand the guest its old data. Reading zeroes back cannot tell the two apart on a loop device,
+    /// whose discard punches a hole in the backing file, and a hole reads as zeroes. The backing file
+    /// can: loop turns a discard into FALLOC_FL_PUNCH_HOLE (the file's blocks are freed) and BLKZEROOUT,
+    /// which never unmaps, into FALLOC_FL_ZERO_RANGE, or writes of zeroes where the file system cannot
+    /// zero a range (the blocks stay allocated either way). So the backing file must keep every block.
+    @Test("WRITE_ZEROES with UNMAP on a host block device (a loop device) asks for zeroes, not a discard: zeroes read back and the backing file keeps its blocks",
           .enabled(if: getuid() == 0 && access("/usr/sbin/losetup", X_OK) == 0 && access("/dev/loop-control", F_OK) == 0))
     func writeZeroesUnmapOnBlockDevice() throws {
         let image = "/tmp/vhu-loop-\(getpid()).img"
         let fd = open(image, O_CREAT | O_RDWR | O_TRUNC, 0o600)
         let data = pattern(1 << 20, seed: 5)
         #expect(data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } == data.count)
+        #expect(fsync(fd) == 0)
         close(fd)
         defer { unlink(image) }
+        let allocated = fileAllocatedBytes(image)
+        try #require(allocated >= data.count, "the image must be fully allocated for a discard to show")
         let attach = try runCommand(["/usr/sbin/losetup", "--find", "--show", image])
         let loop = attach.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(loop.hasPrefix("/dev/loop"))
@@ -63,12 +73,14 @@ struct BlockHostileRequestTests {
         #expect(before == Array(data[0..<(8 * 512)]))
         let (_, after, _) = try bench.read(sector: 24, length: 512)
         #expect(after == Array(data[(24 * 512)..<(25 * 512)]))
+        // A discard would have punched the 8 KiB (two file system blocks) out of the backing file.
+        #expect(fileAllocatedBytes(image) >= allocated, "the backing file lost blocks: the daemon discarded instead of zeroing")
     }
 
     @Test("a front-end that never reads its back-end channel cannot hold the daemon: resize notices give up, stop is prompt")
     func unreadBackendChannel() throws {
         let bench = try BlockTestBench()
-        withExtendedLifetime(bench.setup.backendSocket) {}
+        withExtendedLifetime(bench.fixture.backendSocket) {}
         // Grow the image a block at a time; each change sends a config-change message nobody reads,
         // until the socket is full and a send gives up.
         let finished = try EventFD()

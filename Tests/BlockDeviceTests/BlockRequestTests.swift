@@ -118,7 +118,7 @@ struct BlockRequestTests {
     @Test("a read-only disk refuses writes, discards and write zeroes, and serves reads")
     func readOnly() throws {
         let bench = try BlockTestBench(readOnly: true)
-        #expect(bench.setup.features & VirtioBlock.Feature.readOnly != 0)
+        #expect(bench.fixture.features & VirtioBlock.Feature.readOnly != 0)
         #expect(try bench.write(sector: 0, pattern(512, seed: 1)) == Self.ioError)
         #expect(bench.fileBytes(at: 0, count: 512) == [UInt8](repeating: 0, count: 512))
         #expect(try bench.read(sector: 0, length: 512).0 == Self.ok)
@@ -155,7 +155,7 @@ struct BlockRequestTests {
     @Test("the config space reports capacity in 512-byte sectors, block size, queues and limits")
     func configSpace() throws {
         let bench = try BlockTestBench(sizeBytes: 8 << 20, logicalBlockSize: 4096, queues: 2)
-        let frontend = try #require(bench.queue.connection)
+        let frontend = bench.fixture.frontend
         let config = try frontend.getConfig(offset: 0, count: 60).data
         func u32(_ o: Int) -> UInt32 { config[o..<o + 4].reversed().reduce(0) { $0 << 8 | UInt32($1) } }
         func u64(_ o: Int) -> UInt64 { config[o..<o + 8].reversed().reduce(0) { $0 << 8 | UInt64($1) } }
@@ -185,8 +185,8 @@ struct BlockRequestTests {
     @Test("a grown image file is reported to the front-end with a config change message")
     func resize() throws {
         let bench = try BlockTestBench(sizeBytes: 1 << 20)
-        let backendSocket = try #require(bench.setup.backendSocket)
-        let frontend = try #require(bench.queue.connection)
+        let backendSocket = try #require(bench.fixture.backendSocket)
+        let frontend = bench.fixture.frontend
         // Requests are handled in order: once this GET is answered, the back-end channel is in place.
         _ = try frontend.getQueueNum()
         let fd = open(bench.image!, O_RDWR)
@@ -223,7 +223,7 @@ struct BlockRequestTests {
     @Test("a request outside guest memory stops the queue (error eventfd) instead of completing without a status")
     func malformedChainStopsTheQueue() throws {
         let bench = try BlockTestBench()
-        let frontend = try #require(bench.queue.connection)
+        let frontend = bench.fixture.frontend
         let err = try EventFD()
         try frontend.setVringErr(0, err)
         _ = try frontend.getQueueNum()  // a round trip: the queue runs with the err descriptor now

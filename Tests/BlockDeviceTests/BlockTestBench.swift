@@ -9,11 +9,11 @@ import Glibc
 /// through the fake front-end, with helpers to build virtio-blk requests in guest memory.
 final class BlockTestBench {
     let image: String?
-    let device: BlockDevice
-    let daemon: InProcessDaemon
-    let memory: FakeGuestMemory
-    let setup: FrontendSetup
-    var queue: FakeQueue { setup.queues[0] }
+    let fixture: DeviceFixture<BlockDevice>
+    var device: BlockDevice { fixture.device }
+    var daemon: InProcessDaemon { fixture.daemon }
+    var memory: FakeGuestMemory { fixture.memory }
+    var queue: FakeQueue { fixture.queue }
 
     init(sizeBytes: Int = 1 << 20, target: String = "file", readOnly: Bool = false, direct: Bool = false, logicalBlockSize: Int = 512,
          engine: IOEngineKind = .ioUring, queues: Int = 1, workers: Int? = nil, serial: String = "disk-0123", profile: FrontendProfile = .qemu,
@@ -38,10 +38,9 @@ final class BlockTestBench {
         options.queueCount = queues
         options.workers = workers
         options.engine = engine
-        device = try BlockDevice(backend: BlockBackend(target: backendTarget, readOnly: readOnly, direct: direct, logicalBlockSize: logicalBlockSize), options: options)
-        daemon = try InProcessDaemon(device: device)
-        memory = try FakeGuestMemory(size: memorySize, regionCount: 2)
-        setup = try daemon.connect().setUp(profile, memory: memory, queueSizes: Array(repeating: 128, count: queues), maskFeatures: maskFeatures)
+        let device = try BlockDevice(backend: BlockBackend(target: backendTarget, readOnly: readOnly, direct: direct, logicalBlockSize: logicalBlockSize), options: options)
+        fixture = try DeviceFixture(device, profile: profile, queueSizes: Array(repeating: 128, count: queues),
+                                    memorySize: memorySize, regionCount: 2, maskFeatures: maskFeatures)
     }
 
     deinit {
@@ -69,7 +68,7 @@ final class BlockTestBench {
 
     /// Submits `buffers` on queue `q`, kicks, and returns the used element and the status byte at `status`.
     func run(_ buffers: [BufferSpec], status: UInt64, on q: Int = 0, indirect: Bool = false) throws -> (UsedElement, UInt8) {
-        let fq = setup.queues[q]
+        let fq = fixture.queues[q]
         fq.submit(buffers, indirect: indirect)
         fq.notifyDevice()
         let used = try fq.waitForUsed(1)
@@ -107,12 +106,15 @@ final class BlockTestBench {
         _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, bytes.count, off_t(offset)) }
     }
 
-    /// Allocated bytes of the image (st_blocks × 512): shows whether a range was deallocated.
-    var allocatedBytes: Int {
-        var st = stat()
-        stat(image!, &st)
-        return Int(st.st_blocks) * 512
-    }
+    /// Allocated bytes of the image: shows whether a range was deallocated.
+    var allocatedBytes: Int { fileAllocatedBytes(image!) }
+}
+
+/// Allocated bytes of the file at `path` (st_blocks × 512), or -1 when it cannot be read.
+func fileAllocatedBytes(_ path: String) -> Int {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return -1 }
+    return Int(st.st_blocks) * 512
 }
 
 func pattern(_ count: Int, seed: UInt8) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) } }

@@ -281,29 +281,21 @@ extension Duration {
     }
 }
 
-/// A front-end that has been served: kept alive to keep its queue running.
-struct ServedFrontend {
-    let frontend: FakeFrontend
-    let memory: FakeGuestMemory
-    let setup: FrontendSetup
-}
-
 /// Brings a device up through `frontend` as QEMU does, submits one writable buffer and checks that
-/// it comes back used with its full length and not all zeroes (entropy).
+/// it comes back used with its full length and not all zeroes (entropy). Returns the connection: kept
+/// alive, it keeps its queue running.
 @discardableResult
-func expectServed(_ frontend: FakeFrontend, bytes: Int = 1024) throws -> ServedFrontend {
-    let memory = try FakeGuestMemory()
-    let setup = try frontend.setUp(.qemu, memory: memory, queueSizes: [16])
-    let queue = setup.queues[0]
-    let buffer = memory.allocate(bytes)
-    queue.submit([.writable(buffer, bytes)])
-    queue.notifyDevice()
-    let used = try queue.waitForUsed(1)
+func expectServed(_ frontend: FakeFrontend, bytes: Int = 1024) throws -> ConnectedFrontend {
+    let served = try ConnectedFrontend(frontend)
+    let buffer = served.memory.allocate(bytes)
+    served.queue.submit([.writable(buffer, bytes)])
+    served.queue.notifyDevice()
+    let used = try served.queue.waitForUsed(1)
     guard used.map(\.length) == [UInt32(bytes)] else {
         throw DaemonTestError("used elements \(used), expected one of \(bytes) bytes")
     }
-    guard memory.read(buffer, count: bytes).contains(where: { $0 != 0 }) else {
+    guard served.memory.read(buffer, count: bytes).contains(where: { $0 != 0 }) else {
         throw DaemonTestError("the buffer came back all zeroes")
     }
-    return ServedFrontend(frontend: frontend, memory: memory, setup: setup)
+    return served
 }

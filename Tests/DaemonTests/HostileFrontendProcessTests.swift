@@ -54,9 +54,8 @@ struct HostileFrontendProcessTests {
         let (daemon, path, tmp) = try startDaemon("vhost-user-rng")
         defer { daemon.stop() }
         do {
-            let f = try FakeFrontend.connect(to: path)
-            let memory = try FakeGuestMemory()
-            let q = try f.setUp(.qemu, memory: memory, queueSizes: [16]).queues[0]
+            let connection = try ConnectedFrontend(socketPath: path)
+            let f = connection.frontend, q = connection.queue
             var keep: [OwnedDescriptor] = []
             switch spin {
             case .baseBeyondAvailable:
@@ -90,9 +89,8 @@ struct HostileFrontendProcessTests {
         let daemon = try DaemonProcess(product: "vhost-user-blk", ["--socket-path", path, "--null-size", "1M"])
         defer { daemon.stop() }
         try daemon.waitForStandardError(containing: "listening on \(path)")
-        let f = try FakeFrontend.connect(to: path)
-        let memory = try FakeGuestMemory()
-        let q = try f.setUp(.qemu, memory: memory, queueSizes: [16]).queues[0]
+        let connection = try ConnectedFrontend(socketPath: path)
+        let memory = connection.memory, q = connection.queue
         let status = memory.allocate(1)
         q.submit([.readable(0xdead_0000_0000, 16), .writable(status, 1)])  // outside guest memory
         q.submit([.readable(memory.allocate(16), 16), .writable(status, 1)])
@@ -112,9 +110,8 @@ struct HostileFrontendProcessTests {
         let daemon = try DaemonProcess(product: "vhost-user-blk", ["--socket-path", path, "--blk-file", image, "--engine", engine])
         defer { daemon.stop() }
         try daemon.waitForStandardError(containing: "listening on \(path)")
-        let f = try FakeFrontend.connect(to: path)
-        let memory = try FakeGuestMemory()
-        let q = try f.setUp(.qemu, memory: memory, queueSizes: [16]).queues[0]
+        let connection = try ConnectedFrontend(socketPath: path)
+        let f = connection.frontend, memory = connection.memory, q = connection.queue
         func readServed() throws {
             let header = memory.allocate(16), data = memory.allocate(512), status = memory.allocate(1)
             memory.write([0xff], at: status)
@@ -149,9 +146,8 @@ struct HostileFrontendProcessTests {
         let (daemon, path, tmp) = try startDaemon("vhost-user-rng")
         defer { daemon.stop() }
         do {
-            let f = try FakeFrontend.connect(to: path)
-            let memory = try FakeGuestMemory()
-            let q = try f.setUp(.qemu, memory: memory, queueSizes: [16]).queues[0]
+            let connection = try ConnectedFrontend(socketPath: path)
+            let f = connection.frontend, memory = connection.memory, q = connection.queue
             var fds: [Int32] = [-1, -1]
             #expect(pipe(&fds) == 0)
             close(fds[0])

@@ -52,17 +52,14 @@ struct SandboxedBlockTests {
 /// A vhost-user-blk process set up through the fake front-end, with one queue.
 private struct BlockDaemon {
     let process: DaemonProcess
-    let frontend: FakeFrontend
-    let memory: FakeGuestMemory
-    let setup: FrontendSetup
+    let connection: ConnectedFrontend
+    var memory: FakeGuestMemory { connection.memory }
 
     init(disk: String, options: [String], in tmp: TemporaryDirectory) throws {
         let socket = "\(tmp.path)/blk.sock"
         process = try DaemonProcess(product: "vhost-user-blk", ["--socket-path", socket, "--blk-file", disk, "--serial", "sandboxed"] + options)
         try process.waitForStandardError(containing: "listening on \(socket)")
-        frontend = try FakeFrontend.connect(to: socket)
-        memory = try FakeGuestMemory(size: 4 << 20)
-        setup = try frontend.setUp(.qemu, memory: memory, queueSizes: [64])
+        connection = try ConnectedFrontend(socketPath: socket, queueSizes: [64])
     }
 
     /// Writes through page-aligned and unaligned buffers (the bounce path under O_DIRECT), reads back,
@@ -105,10 +102,10 @@ private struct BlockDaemon {
         let status = memory.allocate(1)
         memory.write([0xff], at: status)
         buffers.append(.writable(status, 1))
-        setup.queues[0].submit(buffers)
-        setup.queues[0].notifyDevice()
+        connection.queue.submit(buffers)
+        connection.queue.notifyDevice()
         do {
-            _ = try setup.queues[0].waitForUsed(1)
+            _ = try connection.queue.waitForUsed(1)
         } catch {
             let exit = process.waitForExit(timeout: .zero).map { "exited with status \($0)" } ?? "still runs"
             throw DaemonTestError("request type \(type): \(error); the daemon \(exit) (\(128 + SIGSYS): SIGSYS)\n\(process.diagnostics)")

@@ -10,12 +10,8 @@ import VhostUserTesting
 struct RNGDeviceTests {
     @Test("every front-end ordering gets entropy in its buffers", arguments: FrontendProfile.allCases)
     func entropyReachesTheGuest(profile: FrontendProfile) throws {
-        let daemon = try InProcessDaemon(device: try RNGDevice())
-        defer { daemon.stop() }
-        let frontend = try daemon.connect()
-        let memory = try FakeGuestMemory(regionCount: 2)
-        let setup = try frontend.setUp(profile, memory: memory, queueSizes: [64])
-        let q = setup.queues[0]
+        let d = try DeviceFixture(try RNGDevice(), profile: profile, queueSizes: [64], regionCount: 2)
+        let memory = d.memory, q = d.queue
         let a = memory.allocate(4096), b = memory.allocate(512)
         q.submit([.writable(a, 4096)])
         q.submit([.writable(b, 512)], indirect: true)
@@ -49,11 +45,8 @@ struct RNGDeviceTests {
 
     @Test("a rate limit caps the bytes served in one period")
     func rateLimitCapsBytes() throws {
-        let daemon = try InProcessDaemon(device: try RNGDevice(rateLimit: RateLimit(maxBytes: 1000, periodMilliseconds: 60_000)))
-        defer { daemon.stop() }
-        let frontend = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try frontend.setUp(.qemu, memory: memory, queueSizes: [16]).queues[0]
+        let d = try DeviceFixture(try RNGDevice(rateLimit: RateLimit(maxBytes: 1000, periodMilliseconds: 60_000)))
+        let memory = d.memory, q = d.queue
         let a = memory.allocate(800), b = memory.allocate(800)
         q.submit([.writable(a, 800)])
         q.submit([.writable(b, 800)])
@@ -69,11 +62,8 @@ struct RNGDeviceTests {
 
     @Test("a throttled request is served when the next period starts, without another kick")
     func rateLimitRefills() throws {
-        let daemon = try InProcessDaemon(device: try RNGDevice(rateLimit: RateLimit(maxBytes: 64, periodMilliseconds: 100)))
-        defer { daemon.stop() }
-        let frontend = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try frontend.setUp(.crosvm, memory: memory, queueSizes: [16]).queues[0]
+        let d = try DeviceFixture(try RNGDevice(rateLimit: RateLimit(maxBytes: 64, periodMilliseconds: 100)), profile: .crosvm)
+        let memory = d.memory, q = d.queue
         let a = memory.allocate(64), b = memory.allocate(64)
         q.submit([.writable(a, 64)])
         q.submit([.writable(b, 64)])
@@ -90,10 +80,8 @@ struct RNGDeviceTests {
         _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, 100) }
         close(fd)
         defer { unlink(path) }
-        let daemon = try InProcessDaemon(device: try RNGDevice(source: .file(path)))
-        defer { daemon.stop() }
-        let memory = try FakeGuestMemory()
-        let q = try daemon.connect().setUp(.qemu, memory: memory, queueSizes: [16]).queues[0]
+        let d = try DeviceFixture(try RNGDevice(source: .file(path)))
+        let memory = d.memory, q = d.queue
         let a = memory.allocate(4096), b = memory.allocate(4096)
         q.submit([.writable(a, 4096)])
         q.submit([.writable(b, 4096)])
@@ -104,10 +92,8 @@ struct RNGDeviceTests {
 
     @Test("getrandom(2) as the source fills buffers split over several descriptors")
     func getrandomAcrossDescriptors() throws {
-        let daemon = try InProcessDaemon(device: try RNGDevice(source: .getrandom))
-        defer { daemon.stop() }
-        let memory = try FakeGuestMemory()
-        let q = try daemon.connect().setUp(.cloudHypervisor, memory: memory, queueSizes: [16]).queues[0]
+        let d = try DeviceFixture(try RNGDevice(source: .getrandom), profile: .cloudHypervisor)
+        let memory = d.memory, q = d.queue
         let parts = (0..<3).map { _ in memory.allocate(1000) }
         q.submit(parts.map { .writable($0, 1000) })
         q.notifyDevice()
@@ -117,12 +103,9 @@ struct RNGDeviceTests {
 
     @Test("a hostile ring (indirect tables whose descriptors each cover all of guest RAM) costs a bounded fill per request, and GET_VRING_BASE is answered at once")
     func hostileRingIsBounded() throws {
-        let daemon = try InProcessDaemon(device: try RNGDevice())
-        defer { daemon.stop() }
-        let frontend = try daemon.connect()
+        let d = try DeviceFixture(try RNGDevice(), queueSizes: [256], memorySize: 32 << 20)
+        let frontend = d.frontend, memory = d.memory, q = d.queue
         frontend.replyTimeoutMilliseconds = 2000
-        let memory = try FakeGuestMemory(size: 32 << 20)
-        let q = try frontend.setUp(.qemu, memory: memory, queueSizes: [256]).queues[0]
         // Every chain: 64 descriptors over the same 16 MiB, 1 GiB of writable buffers in all.
         let data = memory.regions[0].guestPhysicalAddress + (16 << 20)
         let buffers = Array(repeating: BufferSpec.writable(data, 16 << 20), count: 64)

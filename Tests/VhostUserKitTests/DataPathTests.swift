@@ -14,13 +14,10 @@ struct DataPathTests {
     @Test("EVENT_IDX negotiated or masked: every request is served and interrupts the driver",
           arguments: FrontendProfile.allCases, [true, false])
     func eventIdx(profile: FrontendProfile, negotiated: Bool) throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory(regionCount: 2)
-        let setup = try f.setUp(profile, memory: memory, queueSizes: [32], maskFeatures: negotiated ? 0 : VirtioFeature.ringEventIdx)
-        #expect((setup.features & VirtioFeature.ringEventIdx != 0) == negotiated)
-        let q = setup.queues[0]
+        let d = try DeviceFixture(LoopbackDevice(), profile: profile, queueSizes: [32], regionCount: 2, maskFeatures: negotiated ? 0 : VirtioFeature.ringEventIdx)
+        let memory = d.memory
+        #expect((d.features & VirtioFeature.ringEventIdx != 0) == negotiated)
+        let q = d.queue
         #expect(q.eventIdx == negotiated)
         // More requests than the ring has entries, one at a time: each must raise its own interrupt.
         for i in 0..<40 {
@@ -43,11 +40,8 @@ struct DataPathTests {
 
     @Test("without EVENT_IDX, VRING_AVAIL_F_NO_INTERRUPT suppresses the interrupt but the used ring is updated")
     func noInterruptFlag() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try f.setUp(.qemu, memory: memory, queueSizes: [32], maskFeatures: VirtioFeature.ringEventIdx).queues[0]
+        let d = try DeviceFixture(LoopbackDevice(), queueSizes: [32], maskFeatures: VirtioFeature.ringEventIdx)
+        let memory = d.memory, q = d.queue
         try expectEcho(q)
         let flags = memory.pointer(q.availableRing)
         vhu_store_release_u16(flags, SplitRingLayout.availNoInterrupt)
@@ -65,13 +59,9 @@ struct DataPathTests {
 
     @Test("INDIRECT descriptors are followed in every ordering", arguments: FrontendProfile.allCases)
     func indirect(profile: FrontendProfile) throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory(regionCount: 2)
-        let setup = try f.setUp(profile, memory: memory, queueSizes: [16])
-        #expect(setup.features & VirtioFeature.ringIndirectDesc != 0)
-        let q = setup.queues[0]
+        let d = try DeviceFixture(LoopbackDevice(), profile: profile, regionCount: 2)
+        #expect(d.features & VirtioFeature.ringIndirectDesc != 0)
+        let q = d.queue
         try expectEcho(q, pattern(300), indirect: true)
         try expectEcho(q, pattern(20))
         try expectEcho(q, pattern(1000, seed: 4), indirect: true)
@@ -80,13 +70,9 @@ struct DataPathTests {
     @Test("with INDIRECT_DESC masked, an indirect chain is returned with length 0 and the queue goes on")
     func indirectNotNegotiated() throws {
         let device = LoopbackDevice()
-        let daemon = try InProcessDaemon(device: device)
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let setup = try f.setUp(.crosvm, memory: memory, queueSizes: [16], maskFeatures: VirtioFeature.ringIndirectDesc)
-        #expect(setup.features & VirtioFeature.ringIndirectDesc == 0)
-        let q = setup.queues[0]
+        let d = try DeviceFixture(device, profile: .crosvm, maskFeatures: VirtioFeature.ringIndirectDesc)
+        #expect(d.features & VirtioFeature.ringIndirectDesc == 0)
+        let q = d.queue
         let r = submitEcho(q, pattern(64), indirect: true)
         q.notifyDevice()
         expectUsed(try q.waitForUsed(1), [(r.head, 0)])
@@ -97,11 +83,8 @@ struct DataPathTests {
 
     @Test("a request split over many descriptors is gathered and scattered in order")
     func scatterGather() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try f.setUp(.cloudHypervisor, memory: memory, queueSizes: [16]).queues[0]
+        let d = try DeviceFixture(LoopbackDevice(), profile: .cloudHypervisor)
+        let memory = d.memory, q = d.queue
         let payload = pattern(161, seed: 6)
         var buffers: [BufferSpec] = []
         var offset = 0
@@ -126,11 +109,8 @@ struct DataPathTests {
 
     @Test("a chain of exactly the queue size is accepted, direct or in an indirect table")
     func chainOfQueueSize() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try f.setUp(.qemu, memory: memory, queueSizes: [16]).queues[0]
+        let d = try DeviceFixture(LoopbackDevice())
+        let memory = d.memory, q = d.queue
         for indirect in [false, true] {
             let payload = pattern(32, seed: indirect ? 1 : 2)
             let input = memory.allocate(32), output = memory.allocate(32)
@@ -149,11 +129,8 @@ struct DataPathTests {
 
     @Test("a buffer spanning two adjacent regions is served in every ordering", arguments: FrontendProfile.allCases)
     func bufferAcrossRegions(profile: FrontendProfile) throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory(regionCount: 2)
-        let q = try f.setUp(profile, memory: memory, queueSizes: [64]).queues[0]
+        let d = try DeviceFixture(LoopbackDevice(), profile: profile, queueSizes: [64], regionCount: 2)
+        let memory = d.memory, q = d.queue
         let boundary = memory.regions[1].guestPhysicalAddress
         #expect(memory.regions[0].guestPhysicalAddress + memory.regions[0].size == boundary)
         // Keep the allocator out of the first 8 KiB of region 1; the end of region 0 is never allocated.
@@ -190,11 +167,8 @@ struct DataPathTests {
     @Test("100 chains made available with one kick are all completed")
     func batch() throws {
         let device = LoopbackDevice()
-        let daemon = try InProcessDaemon(device: device)
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try f.setUp(.qemu, memory: memory, queueSizes: [256]).queues[0]
+        let d = try DeviceFixture(device, queueSizes: [256])
+        let q = d.queue
         let requests = (0..<100).map { submitEcho(q, pattern(16 + $0, seed: $0)) }
         q.notifyDevice()
         let used = try q.waitForUsed(100)
@@ -205,11 +179,8 @@ struct DataPathTests {
 
     @Test("a 32768-entry ring (crosvm) takes 16384 chains in one kick and goes on")
     func queueSize32768() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice(maxQueueSize: 32768))
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try f.setUp(.crosvm, memory: memory, queueSizes: [32768]).queues[0]
+        let d = try DeviceFixture(LoopbackDevice(maxQueueSize: 32768), profile: .crosvm, queueSizes: [32768])
+        let memory = d.memory, q = d.queue
         let count = 16384
         let input = memory.allocate(4 * count), output = memory.allocate(4 * count)
         var heads: [UInt32] = []
@@ -228,11 +199,8 @@ struct DataPathTests {
 
     @Test("16-bit ring indices wrap: 66000 requests through a 256-entry ring")
     func indexWrap() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try f.setUp(.crosvm, memory: memory, queueSizes: [256]).queues[0]
+        let d = try DeviceFixture(LoopbackDevice(), profile: .crosvm, queueSizes: [256])
+        let memory = d.memory, q = d.queue
         let batch = 120, total = 66_000
         let input = memory.allocate(4 * batch), output = memory.allocate(4 * batch)
         var done = 0
@@ -259,11 +227,8 @@ struct DataPathTests {
     @Test("an asynchronous device completes chains from another thread, out of order", arguments: FrontendProfile.allCases)
     func outOfOrderCompletion(profile: FrontendProfile) throws {
         let device = AsyncLoopbackDevice(batch: 8)
-        let daemon = try InProcessDaemon(device: device)
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory(regionCount: 2)
-        let q = try f.setUp(profile, memory: memory, queueSizes: [64]).queues[0]
+        let d = try DeviceFixture(device, profile: profile, queueSizes: [64], regionCount: 2)
+        let q = d.queue
         for round in 0..<4 {
             let requests = (0..<8).map { submitEcho(q, pattern(24 + $0, seed: 8 * round + $0), indirect: $0 % 3 == 0) }
             q.notifyDevice()
@@ -281,11 +246,8 @@ struct DataPathTests {
     @Test("stopping a queue (GET_VRING_BASE) completes the chains an asynchronous device still holds")
     func asyncFlushOnStop() throws {
         let device = AsyncLoopbackDevice(batch: 8)
-        let daemon = try InProcessDaemon(device: device)
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try f.setUp(.qemu, memory: memory, queueSizes: [64]).queues[0]
+        let d = try DeviceFixture(device, queueSizes: [64])
+        let f = d.frontend, q = d.queue
         let requests = (0..<3).map { submitEcho(q, pattern(40, seed: $0)) }
         q.notifyDevice()
         #expect(waitUntil { device.held.withLock { $0 } == 3 })

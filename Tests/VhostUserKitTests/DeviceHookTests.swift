@@ -12,10 +12,8 @@ extension KitTests {
     struct DeviceHookTests {
         @Test("SET_STATUS reaches the device, in order, and GET_STATUS reads it back")
         func statusReachesDevice() throws {
-            let device = LoopbackDevice()
-            let daemon = try InProcessDaemon(device: device)
-            defer { daemon.stop() }
-            let f = try daemon.connect()
+            let d = try DeviceFixture(LoopbackDevice(), profile: nil)
+            let (device, f) = (d.device, d.frontend)
             try f.setProtocolFeatures(try f.getProtocolFeatures())
             for status: UInt64 in [0x1, 0x3, 0xb, 0xf, 0] { try expectAck(f, .setStatus, U64Payload(status).encoded()) }
             #expect(device.state.withLock { $0.statuses } == [0x1, 0x3, 0xb, 0xf, 0])
@@ -26,9 +24,7 @@ extension KitTests {
 
         @Test("a device-specific request number reaches the device, which replies; one it refuses is nacked")
         func deviceSpecificRequests() throws {
-            let daemon = try InProcessDaemon(device: LoopbackDevice())
-            defer { daemon.stop() }
-            let f = try daemon.connect()
+            let f = try DeviceFixture(LoopbackDevice(), profile: nil).frontend
             try f.setProtocolFeatures(try f.getProtocolFeatures())
             try sendRaw(f, request: LoopbackDevice.reverseRequest, payload: [1, 2, 3, 4])
             let reply = try #require(try receiveAny(f))
@@ -49,19 +45,15 @@ extension KitTests {
 
         @Test("a queue worker posts on the back-end channel without waiting; the control thread sends it")
         func workerPostsConfigChange() throws {
-            let device = LoopbackDevice()
-            let daemon = try InProcessDaemon(device: device)
-            defer { daemon.stop() }
-            let f = try daemon.connect()
-            let setup = try f.setUp(.qemu, memory: try FakeGuestMemory(size: 1 << 20), queueSizes: [16])
-            let backend = MessageChannel(socket: try #require(setup.backendSocket))
+            let d = try DeviceFixture(LoopbackDevice())
+            let backend = MessageChannel(socket: try #require(d.backendSocket))
             var payload = pattern(16)
             payload[0] = LoopbackDevice.postConfigChangeByte
-            try expectEcho(setup.queues[0], payload)
+            try expectEcho(d.queue, payload)
             #expect(waitReadable(backend.socket.rawValue, timeoutMilliseconds: 5000))
             let m = try #require(try backend.receive())
             #expect(m.header.request == BackendRequest.configChangeMsg.rawValue && m.payload.isEmpty)
-            try expectEcho(setup.queues[0])
+            try expectEcho(d.queue)
         }
     }
 }

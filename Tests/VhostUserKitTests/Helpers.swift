@@ -166,10 +166,15 @@ func manualSetUp(_ f: FakeFrontend, memory: FakeGuestMemory, queues: [FakeQueue]
 /// survived whatever the test did to the previous connection (which must be closed by now).
 func expectFreshConnectionServed(_ daemon: InProcessDaemon, profile: FrontendProfile = .qemu,
                                  sourceLocation: SourceLocation = #_sourceLocation) throws {
-    let f = try daemon.connect()
-    let memory = try FakeGuestMemory(size: 1 << 20)
-    let q = try f.setUp(profile, memory: memory, queueSizes: [16]).queues[0]
-    try expectEcho(q, pattern(64, seed: 99), sourceLocation: sourceLocation)
+    let fresh = try ConnectedFrontend(daemon.connect(), profile: profile, memorySize: 1 << 20)
+    try expectEcho(fresh.queue, pattern(64, seed: 99), sourceLocation: sourceLocation)
+}
+
+/// Closes `fixture`'s connection, then checks its daemon serves a fresh one (as above).
+func expectFreshConnectionServed(after fixture: DeviceFixture<some VhostUserDevice>, profile: FrontendProfile = .qemu,
+                                 sourceLocation: SourceLocation = #_sourceLocation) throws {
+    fixture.frontend.disconnect()
+    try expectFreshConnectionServed(fixture.daemon, profile: profile, sourceLocation: sourceLocation)
 }
 
 /// Open descriptors of this process.

@@ -12,21 +12,19 @@ extension KitTests {
     struct QueueGroupTests {
         /// A running `SocketEchoDevice` with both queues up, and the test's end of its host socket.
         struct EchoBench {
-            let device: SocketEchoDevice
-            let daemon: InProcessDaemon
-            let frontend: FakeFrontend
-            let transmit: FakeQueue
-            let receive: FakeQueue
-            var host: OwnedDescriptor
+            let fixture: DeviceFixture<SocketEchoDevice>
+            var device: SocketEchoDevice { fixture.device }
+            var daemon: InProcessDaemon { fixture.daemon }
+            var frontend: FakeFrontend { fixture.frontend }
+            var transmit: FakeQueue { fixture.queues[0] }
+            var receive: FakeQueue { fixture.queues[1] }
+            let host: OwnedDescriptor
 
             init(flushDelay: Duration = .milliseconds(50)) throws {
                 let (deviceEnd, testEnd) = try socketPair()
-                device = SocketEchoDevice(socket: deviceEnd, flushDelay: flushDelay)
-                daemon = try InProcessDaemon(device: device)
-                frontend = try daemon.connect()
-                let queues = try frontend.setUp(.qemu, memory: try FakeGuestMemory(size: 1 << 20), queueSizes: [16, 16]).queues
-                (transmit, receive) = (queues[0], queues[1])
+                fixture = try DeviceFixture(SocketEchoDevice(socket: deviceEnd, flushDelay: flushDelay), queueSizes: [16, 16])
                 host = testEnd
+                let device = fixture.device
                 #expect(waitUntil { device.entries.suffix(3) == ["start [0, 1]", "process 0", "process 1"] })
             }
 

@@ -16,11 +16,10 @@ struct ReconnectTests {
 
         /// One front-end's whole life: connect, bring up in one of the four orderings, one request, close.
         func cycle(_ i: Int) throws {
-            let f = try daemon.connect()
-            let memory = try FakeGuestMemory(size: 1 << 20, regionCount: 2)
             let profile = FrontendProfile.allCases[i % FrontendProfile.allCases.count]
-            let setup = try f.setUp(profile, memory: memory, queueSizes: [16, 32])
-            try expectEcho(setup.queues[i % 2], pattern(64, seed: i))
+            let connection = try ConnectedFrontend(daemon.connect(), profile: profile, queueSizes: [16, 32],
+                                                   memorySize: 1 << 20, regionCount: 2)
+            try expectEcho(connection.queues[i % 2], pattern(64, seed: i))
         }
         /// Descriptors and memory in use, measured while a fresh connection is being served: its reply
         /// proves the previous session has ended, and both measurements include one idle session.

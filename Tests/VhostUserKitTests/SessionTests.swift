@@ -14,13 +14,9 @@ struct SessionTests {
     @Test("every front-end ordering brings every queue up and gets requests served", arguments: FrontendProfile.allCases)
     func servedInEveryOrdering(profile: FrontendProfile) throws {
         let device = LoopbackDevice(queueCount: 3)
-        let daemon = try InProcessDaemon(device: device)
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory(regionCount: 2)
-        let setup = try f.setUp(profile, memory: memory, queueSizes: [64, 128, 256])
-        #expect(setup.features & VirtioFeature.protocolFeatures != 0)
-        for q in setup.queues {
+        let d = try DeviceFixture(device, profile: profile, queueSizes: [64, 128, 256], regionCount: 2)
+        #expect(d.features & VirtioFeature.protocolFeatures != 0)
+        for q in d.queues {
             for i in 0..<3 { try expectEcho(q, pattern(100 + 50 * i, seed: 10 * q.index + i)) }
         }
         #expect((0..<3).map { device.served(queue: $0) } == [3, 3, 3])
@@ -30,9 +26,7 @@ struct SessionTests {
 
     @Test("GET_FEATURES offers the device's bits plus the kit's; SET_FEATURES refuses bits not offered")
     func features() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
+        let f = try DeviceFixture(LoopbackDevice(), profile: nil).frontend
         let offered = try f.getFeatures()
         #expect(offered == LoopbackDevice.deviceFeatureBit | VirtioFeature.kitFeatures)
         try f.setProtocolFeatures([.replyAck])
@@ -44,9 +38,7 @@ struct SessionTests {
 
     @Test("GET_PROTOCOL_FEATURES offers the kit's set plus CONFIG and INFLIGHT_SHMFD; SET refuses the rest")
     func protocolFeatures() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
+        let f = try DeviceFixture(LoopbackDevice(), profile: nil).frontend
         let offered = try f.getProtocolFeatures()
         #expect(offered == ProtocolFeatures.kitDefault.union([.config, .inflightShmfd]))
         try f.setProtocolFeatures([.replyAck])
@@ -54,18 +46,15 @@ struct SessionTests {
         try expectAck(f, .setProtocolFeatures, U64Payload(offered.rawValue).encoded())
 
         // A device without config space or inflight support offers neither.
-        let plain = try InProcessDaemon(device: LoopbackDevice(configSize: 0, inflight: false))
-        defer { plain.stop() }
-        #expect(try plain.connect().getProtocolFeatures() == ProtocolFeatures.kitDefault)
+        let plain = try DeviceFixture(LoopbackDevice(configSize: 0, inflight: false), profile: nil).frontend
+        #expect(try plain.getProtocolFeatures() == ProtocolFeatures.kitDefault)
     }
 
     // MARK: Ownership and reset
 
     @Test("SET_OWNER is acked and refuses a payload")
     func setOwner() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
+        let f = try DeviceFixture(LoopbackDevice(), profile: nil).frontend
         try f.setProtocolFeatures([.replyAck])
         try expectAck(f, .setOwner)
         try expectNack(f, .setOwner, [0, 0, 0, 0, 0, 0, 0, 0])
@@ -85,11 +74,8 @@ struct SessionTests {
 
     private func checkReset(_ request: FrontendRequest, profile: FrontendProfile) throws {
         let device = LoopbackDevice()
-        let daemon = try InProcessDaemon(device: device)
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory(regionCount: 2)
-        let old = try f.setUp(profile, memory: memory, queueSizes: [32]).queues[0]
+        let d = try DeviceFixture(device, profile: profile, queueSizes: [32], regionCount: 2)
+        let f = d.frontend, memory = d.memory, old = d.queue
         try expectEcho(old)
         try f.setStatus(0x0f)
         _ = try f.command(request)
@@ -109,11 +95,8 @@ struct SessionTests {
     @Test("RESET_DEVICE keeps the negotiated protocol features: a re-initialisation without renegotiating is acked")
     func resetDeviceKeepsProtocolFeatures() throws {
         let device = LoopbackDevice()
-        let daemon = try InProcessDaemon(device: device)
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try FakeQueue(index: 0, size: 32, memory: memory)
+        let d = try DeviceFixture(device, profile: nil, queueSizes: [32])
+        let f = d.frontend, memory = d.memory, q = d.queue
         try manualSetUp(f, memory: memory, queues: [q])
         try expectEcho(q)
         try expectAck(f, .resetDevice)
@@ -121,24 +104,15 @@ struct SessionTests {
         let q2 = try FakeQueue(index: 0, size: 32, memory: memory)
         try expectAck(f, .setFeatures, U64Payload(f.features).encoded())
         try expectAck(f, .setMemTable, MemoryTable(regions: memory.regions).encoded(), descriptors: [memory.file.rawValue])
-        try expectAck(f, .setVringNum, VringState(index: 0, num: 32).encoded())
-        try expectAck(f, .setVringBase, VringState(index: 0, num: 0).encoded())
-        try expectAck(f, .setVringAddr, q2.address.encoded())
-        try expectAck(f, .setVringCall, VringFile(index: 0, hasFile: true).payload.encoded(), descriptors: [q2.call.rawValue])
-        try expectAck(f, .setVringKick, VringFile(index: 0, hasFile: true).payload.encoded(), descriptors: [q2.kick.rawValue])
-        try expectAck(f, .setVringEnable, VringState(index: 0, num: 1).encoded())
-        q2.eventIdx = f.features & VirtioFeature.ringEventIdx != 0
+        try expectRingStartAcked(f, q2, features: f.features)
         try expectEcho(q2)
         #expect(try f.getConfig(offset: 0, count: 4).data == [0xa0, 0xa1, 0xa2, 0xa3])
     }
 
     @Test("RESET_DEVICE keeps guest memory: QEMU with CONFIGURE_MEM_SLOTS restarts the rings without re-adding regions")
     func resetDeviceKeepsMemory() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try FakeQueue(index: 0, size: 32, memory: memory)
+        let d = try DeviceFixture(LoopbackDevice(), profile: nil, queueSizes: [32])
+        let f = d.frontend, memory = d.memory, q = d.queue
         try manualSetUpWithRegions(f, memory: memory, q: q, regions: [0])
         try expectEcho(q)
         try expectAck(f, .resetDevice)
@@ -146,13 +120,7 @@ struct SessionTests {
         // says the back-end has them, so no ADD_MEM_REG.
         let q2 = try FakeQueue(index: 0, size: 32, memory: memory)
         try expectAck(f, .setFeatures, U64Payload(f.features).encoded())
-        try expectAck(f, .setVringNum, VringState(index: 0, num: 32).encoded())
-        try expectAck(f, .setVringBase, VringState(index: 0, num: 0).encoded())
-        try expectAck(f, .setVringAddr, q2.address.encoded())
-        try expectAck(f, .setVringCall, VringFile(index: 0, hasFile: true).payload.encoded(), descriptors: [q2.call.rawValue])
-        try expectAck(f, .setVringKick, VringFile(index: 0, hasFile: true).payload.encoded(), descriptors: [q2.kick.rawValue])
-        try expectAck(f, .setVringEnable, VringState(index: 0, num: 1).encoded())
-        q2.eventIdx = f.features & VirtioFeature.ringEventIdx != 0
+        try expectRingStartAcked(f, q2, features: f.features)
         try expectEcho(q2)
     }
 
@@ -160,11 +128,8 @@ struct SessionTests {
 
     @Test("a second SET_MEM_TABLE replaces guest memory; running rings restart on it and keep serving")
     func setMemTableReplaces() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try f.setUp(.crosvm, memory: memory, queueSizes: [64]).queues[0]
+        let d = try DeviceFixture(LoopbackDevice(), profile: .crosvm, queueSizes: [64])
+        let f = d.frontend, memory = d.memory, q = d.queue
         try expectEcho(q)
         // The same RAM, now described as two halves: a buffer across the split needs both.
         let whole = memory.regions[0], half = whole.size / 2
@@ -184,12 +149,10 @@ struct SessionTests {
 
     @Test("GET_MAX_MEM_SLOTS is 32, and ADD_MEM_REG beyond it is refused")
     func maxMemSlots() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
+        let d = try DeviceFixture(LoopbackDevice(), profile: nil, queueSizes: [], memorySize: 33 * 4096)
+        let f = d.frontend, memory = d.memory
         #expect(try f.getMaxMemSlots() == 32)
         try f.setProtocolFeatures(try f.getProtocolFeatures())
-        let memory = try FakeGuestMemory(size: 33 * 4096)
         for i in 0..<33 {
             let region = MemoryRegionDescription(guestPhysicalAddress: UInt64(i) * 0x10_0000, size: 4096,
                                                  userAddress: 0x7000_0000 + UInt64(i) * 4096, mmapOffset: UInt64(i) * 4096)
@@ -200,11 +163,8 @@ struct SessionTests {
 
     @Test("ADD_MEM_REG after the rings run: buffers in the new region are served at once")
     func addMemRegAfterRingsRun() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory(size: 3 << 20, regionCount: 3)
-        let q = try FakeQueue(index: 0, size: 64, memory: memory)
+        let d = try DeviceFixture(LoopbackDevice(), profile: nil, queueSizes: [64], memorySize: 3 << 20, regionCount: 3)
+        let f = d.frontend, memory = d.memory, q = d.queue
         try manualSetUpWithRegions(f, memory: memory, q: q, regions: [0])
         try expectEcho(q, region: 0)
         try expectAck(f, .addMemReg, SingleMemoryRegion(memory.regions[1]).encoded(), descriptors: [memory.file.rawValue])
@@ -217,12 +177,9 @@ struct SessionTests {
     @Test("REM_MEM_REG: a request whose buffer is in the removed region fails as malformed; the rest still work")
     func remMemReg() throws {
         let device = LoopbackDevice()
-        let daemon = try InProcessDaemon(device: device)
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory(size: 3 << 20, regionCount: 3)
-        let setup = try f.setUp(.libblkio, memory: memory, queueSizes: [64])
-        let q = setup.queues[0]
+        let d = try DeviceFixture(device, profile: .libblkio, queueSizes: [64], memorySize: 3 << 20, regionCount: 3)
+        let f = d.frontend, memory = d.memory
+        let q = d.queue
         try expectEcho(q, region: 1)
         try expectEcho(q, region: 2)
         // QEMU attaches the region's fd to REM_MEM_REG, libblkio does not: both are accepted.
@@ -247,11 +204,8 @@ struct SessionTests {
     @Test("SET_VRING_BASE sets where the device starts reading the available ring")
     func setVringBase() throws {
         let device = LoopbackDevice()
-        let daemon = try InProcessDaemon(device: device)
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try FakeQueue(index: 0, size: 16, memory: memory)
+        let d = try DeviceFixture(device, profile: nil)
+        let f = d.frontend, memory = d.memory, q = d.queue
         // Five requests the device must skip, then the one it must serve.
         let skipped = (0..<5).map { submitEcho(q, pattern(32, seed: $0)) }
         let served = submitEcho(q, pattern(48, seed: 9))
@@ -270,11 +224,8 @@ struct SessionTests {
     @Test("GET_VRING_BASE stops the ring and returns the next available index; restarted at that base it goes on",
           arguments: FrontendProfile.allCases)
     func getVringBaseStopsAndRestarts(profile: FrontendProfile) throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory(regionCount: 2)
-        let q = try f.setUp(profile, memory: memory, queueSizes: [64]).queues[0]
+        let d = try DeviceFixture(LoopbackDevice(), profile: profile, queueSizes: [64], regionCount: 2)
+        let f = d.frontend, q = d.queue
         for i in 0..<3 { try expectEcho(q, pattern(40, seed: i)) }
         let base = try f.getVringBase(0)
         #expect(base == 3)
@@ -295,11 +246,8 @@ struct SessionTests {
 
     @Test("SET_VRING_KICK without an fd (bit 8): the ring is polled, a request is served without any kick")
     func kickWithoutFD() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try FakeQueue(index: 0, size: 32, memory: memory)
+        let d = try DeviceFixture(LoopbackDevice(), profile: nil, queueSizes: [32])
+        let f = d.frontend, memory = d.memory, q = d.queue
         try manualSetUp(f, memory: memory, queues: [q], kickFD: false)
         for i in 0..<3 { try expectEcho(q, pattern(64, seed: i), notify: false) }
         #expect(q.kick.drain() == 0)
@@ -307,11 +255,8 @@ struct SessionTests {
 
     @Test("SET_VRING_CALL without an fd (bit 8): no interrupts, but the used ring is still updated")
     func callWithoutFD() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try FakeQueue(index: 0, size: 32, memory: memory)
+        let d = try DeviceFixture(LoopbackDevice(), profile: nil, queueSizes: [32])
+        let f = d.frontend, memory = d.memory, q = d.queue
         try manualSetUp(f, memory: memory, queues: [q])
         try expectEcho(q)
         try expectAck(f, .setVringCall, VringFile(index: 0, hasFile: false).payload.encoded())
@@ -325,11 +270,8 @@ struct SessionTests {
 
     @Test("SET_VRING_CALL on a running ring: interrupts go to the new eventfd only")
     func replaceCall() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try FakeQueue(index: 0, size: 32, memory: memory)
+        let d = try DeviceFixture(LoopbackDevice(), profile: nil, queueSizes: [32])
+        let f = d.frontend, memory = d.memory, q = d.queue
         try manualSetUp(f, memory: memory, queues: [q])
         try expectEcho(q)
         let newCall = try EventFD()
@@ -347,11 +289,8 @@ struct SessionTests {
 
     @Test("SET_FEATURES on running rings restarts them with the new features (EVENT_IDX turned off)")
     func featuresChangeOnRunningRing() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try FakeQueue(index: 0, size: 32, memory: memory)
+        let d = try DeviceFixture(LoopbackDevice(), profile: nil, queueSizes: [32])
+        let f = d.frontend, memory = d.memory, q = d.queue
         try manualSetUp(f, memory: memory, queues: [q])
         #expect(q.eventIdx)
         try expectEcho(q)
@@ -369,9 +308,7 @@ struct SessionTests {
 
     @Test("SET_VRING_ERR accepts an fd or none (bit 8); it rejects a queue that does not exist")
     func setVringErr() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice(queueCount: 2))
-        defer { daemon.stop() }
-        let f = try daemon.connect()
+        let f = try DeviceFixture(LoopbackDevice(queueCount: 2), profile: nil).frontend
         try f.setProtocolFeatures([.replyAck])
         let err = try EventFD()
         try expectAck(f, .setVringErr, VringFile(index: 1, hasFile: true).payload.encoded(), descriptors: [err.rawValue])
@@ -381,9 +318,7 @@ struct SessionTests {
 
     @Test("GET_QUEUE_NUM is the device's exact queue count; requests for other queues are refused")
     func queueNum() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice(queueCount: 3))
-        defer { daemon.stop() }
-        let f = try daemon.connect()
+        let f = try DeviceFixture(LoopbackDevice(queueCount: 3), profile: nil).frontend
         #expect(try f.getQueueNum() == 3)
         try f.setProtocolFeatures([.replyAck])
         try expectAck(f, .setVringNum, VringState(index: 2, num: 64).encoded())
@@ -393,11 +328,8 @@ struct SessionTests {
 
     @Test("with protocol features, rings start disabled: a kick before SET_VRING_ENABLE is not lost")
     func enableAfterKick() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try FakeQueue(index: 0, size: 32, memory: memory)
+        let d = try DeviceFixture(LoopbackDevice(), profile: nil, queueSizes: [32])
+        let f = d.frontend, memory = d.memory, q = d.queue
         try manualSetUp(f, memory: memory, queues: [q], enable: false)
         let r = submitEcho(q, pattern(50))
         q.notifyDevice()
@@ -409,11 +341,8 @@ struct SessionTests {
 
     @Test("SET_VRING_ENABLE 0 stops a running ring and 1 resumes it where it stopped")
     func disableAndReenable() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try FakeQueue(index: 0, size: 32, memory: memory)
+        let d = try DeviceFixture(LoopbackDevice(), profile: nil, queueSizes: [32])
+        let f = d.frontend, memory = d.memory, q = d.queue
         try manualSetUp(f, memory: memory, queues: [q])
         try expectEcho(q)
         try expectAck(f, .setVringEnable, VringState(index: 0, num: 0).encoded())
@@ -428,11 +357,8 @@ struct SessionTests {
 
     @Test("without protocol features, a ring runs as soon as it is kicked (no SET_VRING_ENABLE)")
     func noProtocolFeaturesRunsAtKick() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try FakeQueue(index: 0, size: 32, memory: memory)
+        let d = try DeviceFixture(LoopbackDevice(), profile: nil, queueSizes: [32])
+        let f = d.frontend, memory = d.memory, q = d.queue
         try manualSetUp(f, memory: memory, queues: [q], protocolFeatures: false)
         try expectEcho(q)
         try expectEcho(q, pattern(200, seed: 1))
@@ -440,11 +366,8 @@ struct SessionTests {
 
     @Test("VRING_KICK in-band wakes the ring like an eventfd kick")
     func inBandKick() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory()
-        let q = try f.setUp(.qemu, memory: memory, queueSizes: [32]).queues[0]
+        let d = try DeviceFixture(LoopbackDevice(), queueSizes: [32])
+        let f = d.frontend, q = d.queue
         try expectEcho(q)
         // That request's eventfd kick may still be unread: a worker that finds the next request when it
         // re-checks the ring goes on without reading its kick descriptor. Only in-band kicks follow.
@@ -462,43 +385,37 @@ struct SessionTests {
     @Test("SET_BACKEND_REQ_FD: the device's configChanged() arrives as BACKEND_CONFIG_CHANGE_MSG", arguments: FrontendProfile.allCases)
     func backendChannel(profile: FrontendProfile) throws {
         let device = LoopbackDevice()
-        let daemon = try InProcessDaemon(device: device)
-        defer { daemon.stop() }
-        do {
-            let f = try daemon.connect()
-            let memory = try FakeGuestMemory(regionCount: 2)
-            let setup = try f.setUp(profile, memory: memory, queueSizes: [16])
-            var backendSocket = setup.backendSocket
-            if profile == .libblkio {
-                // libblkio has no back-end channel of its own; hand one over after bring-up.
-                let (ours, theirs) = try socketPair()
-                try f.setBackendReqFd(theirs.rawValue)
-                backendSocket = ours
-            }
-            try barrier(f)
-            let channel = try #require(device.backend)
-            try channel.configChanged()
-            let ours = MessageChannel(socket: try #require(backendSocket))
-            var p = pollfd(fd: ours.socket.rawValue, events: Int16(POLLIN), revents: 0)
-            #expect(poll(&p, 1, 5000) == 1)
-            let m = try #require(try ours.receive())
-            #expect(m.header.request == BackendRequest.configChangeMsg.rawValue)
-            #expect(m.header.request == 2)
-            #expect(m.header.flags == .version1)
-            #expect(m.payload.isEmpty && m.descriptors.isEmpty)
-            try expectEcho(setup.queues[0])
+        let d = try DeviceFixture(device, profile: profile, regionCount: 2)
+        let f = d.frontend
+        var backendSocket = d.backendSocket
+        if profile == .libblkio {
+            // libblkio has no back-end channel of its own; hand one over after bring-up.
+            let (ours, theirs) = try socketPair()
+            try f.setBackendReqFd(theirs.rawValue)
+            backendSocket = ours
         }
-        // The front-end left: the device is told the channel is gone.
-        try barrier(try daemon.connect())
+        try barrier(f)
+        let channel = try #require(device.backend)
+        try channel.configChanged()
+        let ours = MessageChannel(socket: try #require(backendSocket))
+        var p = pollfd(fd: ours.socket.rawValue, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&p, 1, 5000) == 1)
+        let m = try #require(try ours.receive())
+        #expect(m.header.request == BackendRequest.configChangeMsg.rawValue)
+        #expect(m.header.request == 2)
+        #expect(m.header.flags == .version1)
+        #expect(m.payload.isEmpty && m.descriptors.isEmpty)
+        try expectEcho(d.queue)
+        // The front-end leaves: the device is told the channel is gone.
+        f.disconnect()
+        try barrier(try d.daemon.connect())
         #expect(device.backend == nil)
         #expect(device.state.withLock { $0.backendChanges } == 2)
     }
 
     @Test("SET_BACKEND_REQ_FD needs exactly one fd")
     func backendChannelNeedsFD() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
+        let f = try DeviceFixture(LoopbackDevice(), profile: nil).frontend
         try f.setProtocolFeatures([.replyAck, .backendReq])
         try expectNack(f, .setBackendReqFd)
         let (a, b) = try socketPair()
@@ -510,9 +427,7 @@ struct SessionTests {
 
     @Test("GET_CONFIG returns config bytes; SET_CONFIG writes the writable ones and is refused for read-only ones")
     func config() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
+        let f = try DeviceFixture(LoopbackDevice(), profile: nil).frontend
         try f.setProtocolFeatures([.replyAck, .config])
         #expect(try f.getConfig(offset: 0, count: 16).data == LoopbackDevice.defaultConfig)
         let part = try f.getConfig(offset: 4, count: 4)
@@ -526,9 +441,7 @@ struct SessionTests {
 
     @Test("GET_CONFIG outside the config space gets a reply with no data; SET_CONFIG there is refused")
     func configOutOfRange() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
+        let f = try DeviceFixture(LoopbackDevice(), profile: nil).frontend
         try f.setProtocolFeatures([.replyAck, .config])
         let reply = try f.getConfig(offset: 12, count: 8)
         #expect(reply.data.isEmpty)
@@ -539,9 +452,8 @@ struct SessionTests {
         // The connection goes on.
         #expect(try f.getConfig(offset: 15, count: 1).data == [0xaf])
 
-        let plain = try InProcessDaemon(device: LoopbackDevice(configSize: 0))
-        defer { plain.stop() }
-        #expect(try plain.connect().getConfig(offset: 0, count: 4).data.isEmpty)
+        let plain = try DeviceFixture(LoopbackDevice(configSize: 0), profile: nil).frontend
+        #expect(try plain.getConfig(offset: 0, count: 4).data.isEmpty)
     }
 
     // MARK: Inflight
@@ -593,9 +505,7 @@ struct SessionTests {
 
     @Test("a device without INFLIGHT_SHMFD refuses GET_INFLIGHT_FD with an empty reply")
     func inflightUnsupported() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice(inflight: false))
-        defer { daemon.stop() }
-        let f = try daemon.connect()
+        let f = try DeviceFixture(LoopbackDevice(inflight: false), profile: nil).frontend
         let (d, fd) = try f.getInflightFd(queueCount: 1, queueSize: 64)
         #expect(d.mmapSize == 0 && fd == nil)
         #expect(try f.getQueueNum() == 1)
@@ -605,9 +515,7 @@ struct SessionTests {
 
     @Test("SET_STATUS stores the status byte GET_STATUS returns; values above 0xff are refused")
     func status() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
+        let f = try DeviceFixture(LoopbackDevice(), profile: nil).frontend
         #expect(try f.getStatus() == 0)
         try f.setProtocolFeatures([.replyAck, .status])
         try expectAck(f, .setStatus, U64Payload(0x0f).encoded())
@@ -622,12 +530,8 @@ struct SessionTests {
 
     @Test("with REPLY_ACK, every command that asks for a reply is acked with 0 on success")
     func needReplyAcks() throws {
-        let device = LoopbackDevice()
-        let daemon = try InProcessDaemon(device: device)
-        defer { daemon.stop() }
-        let f = try daemon.connect()
-        let memory = try FakeGuestMemory(regionCount: 2)
-        let q = try FakeQueue(index: 0, size: 32, memory: memory)
+        let d = try DeviceFixture(LoopbackDevice(), profile: nil, queueSizes: [32], regionCount: 2)
+        let f = d.frontend, memory = d.memory, q = d.queue
         let offered = try f.getProtocolFeatures()
         try f.setProtocolFeatures(offered)
         try expectAck(f, .setProtocolFeatures, U64Payload(offered.rawValue).encoded())
@@ -655,8 +559,8 @@ struct SessionTests {
         try expectAck(f, .setBackendReqFd, descriptors: [theirs.rawValue])
         try expectAck(f, .setMemTable, MemoryTable(regions: memory.regions).encoded(), descriptors: [memory.file.rawValue, memory.file.rawValue])
         try expectAck(f, .remMemReg, SingleMemoryRegion(memory.regions[1]).encoded())
-        let (d, fd) = try f.getInflightFd(queueCount: 1, queueSize: 32)
-        try expectAck(f, .setInflightFd, d.encoded(), descriptors: [try #require(fd).rawValue])
+        let (description, fd) = try f.getInflightFd(queueCount: 1, queueSize: 32)
+        try expectAck(f, .setInflightFd, description.encoded(), descriptors: [try #require(fd).rawValue])
         try expectEcho(q, region: 0)
         try expectAck(f, .resetDevice)
         try expectAck(f, .resetOwner)
@@ -664,9 +568,7 @@ struct SessionTests {
 
     @Test("without REPLY_ACK negotiated, NEED_REPLY gets no ack: the next reply is the next GET's")
     func noAckWithoutReplyAck() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
+        let f = try DeviceFixture(LoopbackDevice(), profile: nil).frontend
         try f.send(.setOwner, needReply: true)
         try f.send(.setStatus, payload: U64Payload(1).encoded(), needReply: true)
         try f.send(.setVringNum, payload: VringState(index: 9, num: 3).encoded(), needReply: true) // refused, still silent
@@ -680,9 +582,7 @@ struct SessionTests {
 
     @Test("a GET with NEED_REPLY gets its payload reply and no extra ack")
     func getWithNeedReply() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice(queueCount: 2))
-        defer { daemon.stop() }
-        let f = try daemon.connect()
+        let f = try DeviceFixture(LoopbackDevice(queueCount: 2), profile: nil).frontend
         try f.setProtocolFeatures([.replyAck])
         f.needReplyOnEverything = true
         #expect(try f.getQueueNum() == 2)
@@ -693,9 +593,7 @@ struct SessionTests {
 
     @Test("an unknown request (99) with NEED_REPLY gets a failure ack and the connection survives")
     func unknownRequest() throws {
-        let daemon = try InProcessDaemon(device: LoopbackDevice())
-        defer { daemon.stop() }
-        let f = try daemon.connect()
+        let f = try DeviceFixture(LoopbackDevice(), profile: nil).frontend
         try f.setProtocolFeatures([.replyAck])
         try sendRaw(f, request: 99, flags: 0x9)
         let m = try #require(try receiveAny(f))
@@ -723,11 +621,18 @@ func manualSetUpWithRegions(_ f: FakeFrontend, memory: FakeGuestMemory, q: FakeQ
     for r in regions {
         try expectAck(f, .addMemReg, SingleMemoryRegion(memory.regions[r]).encoded(), descriptors: [memory.file.rawValue])
     }
-    q.eventIdx = features & VirtioFeature.ringEventIdx != 0
-    try expectAck(f, .setVringNum, VringState(index: UInt32(q.index), num: UInt32(q.size)).encoded())
-    try expectAck(f, .setVringBase, VringState(index: UInt32(q.index), num: 0).encoded())
+    try expectRingStartAcked(f, q, features: features)
+}
+
+/// Starts ring `q` at base 0, each message acked, as QEMU does when it (re)starts the device;
+/// `features` are those the test sent (EVENT_IDX among them or not).
+func expectRingStartAcked(_ f: FakeFrontend, _ q: FakeQueue, features: UInt64) throws {
+    let index = UInt32(q.index)
+    try expectAck(f, .setVringNum, VringState(index: index, num: UInt32(q.size)).encoded())
+    try expectAck(f, .setVringBase, VringState(index: index, num: 0).encoded())
     try expectAck(f, .setVringAddr, q.address.encoded())
-    try expectAck(f, .setVringCall, VringFile(index: UInt32(q.index), hasFile: true).payload.encoded(), descriptors: [q.call.rawValue])
-    try expectAck(f, .setVringKick, VringFile(index: UInt32(q.index), hasFile: true).payload.encoded(), descriptors: [q.kick.rawValue])
-    try expectAck(f, .setVringEnable, VringState(index: UInt32(q.index), num: 1).encoded())
+    try expectAck(f, .setVringCall, VringFile(index: index, hasFile: true).payload.encoded(), descriptors: [q.call.rawValue])
+    try expectAck(f, .setVringKick, VringFile(index: index, hasFile: true).payload.encoded(), descriptors: [q.kick.rawValue])
+    try expectAck(f, .setVringEnable, VringState(index: index, num: 1).encoded())
+    q.eventIdx = features & VirtioFeature.ringEventIdx != 0
 }
