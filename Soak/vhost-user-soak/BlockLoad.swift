@@ -14,6 +14,8 @@ final class BlockLoad: LoadProfile {
     static let variants: [(suffix: String, arguments: [String])] = [
         ("threads", ["--engine", "threads"]),
         ("io_uring", ["--engine", "io_uring"]),
+        // All four queues on one worker thread (a queue group): restarts stop and start them together.
+        ("one-worker", ["--engine", "io_uring", "--workers", "1"]),
     ]
 
     static let sectors = 65536  // a 32 MiB image
