@@ -32,7 +32,7 @@ final class QueueWorker: @unchecked Sendable {
         self.pollNanoseconds = pollNanoseconds
     }
 
-    func start() throws(VhostUserError) {
+    func start() throws(SystemError) {
         let epoll = try Epoll()
         // Edge-triggered: the kick descriptor is the front-end's, and one that stays readable (a hung-up
         // pipe, a semaphore eventfd with a huge count) must not keep the worker awake.

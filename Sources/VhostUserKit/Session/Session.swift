@@ -47,7 +47,12 @@ public final class Session {
         defer { close() }
         if let shutdown { channel = MessageChannel(socket: channel.socket, interrupt: shutdown.rawValue) }
         while true {
-            if let shutdown, try waitReadable([channel.socket.rawValue, shutdown.rawValue]) == 1 { return }
+            if let shutdown {
+                let ready = try VhostUserError.fromSystem { () throws(SystemError) in
+                    try waitReadable([channel.socket.rawValue, shutdown.rawValue])
+                }
+                if ready == 1 { return }
+            }
             guard let message = try channel.receive() else { return }
             try dispatch(message)
         }

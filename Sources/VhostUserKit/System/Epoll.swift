@@ -7,13 +7,13 @@ import Glibc
 final class Epoll {
     private let descriptor: OwnedDescriptor
 
-    init() throws(VhostUserError) {
+    init() throws(SystemError) {
         descriptor = OwnedDescriptor(try systemCall("epoll_create1") { vhu_epoll_create() })
     }
 
     /// Watches `fd` for readability. `edgeTriggered` reports each new event once (for descriptors a
     /// peer controls, which could otherwise stay ready forever: a hung-up pipe, a semaphore eventfd).
-    func add(_ fd: Int32, token: UInt64, edgeTriggered: Bool = false) throws(VhostUserError) {
+    func add(_ fd: Int32, token: UInt64, edgeTriggered: Bool = false) throws(SystemError) {
         try systemCall("epoll_ctl") { vhu_epoll_add(descriptor.rawValue, fd, token, edgeTriggered ? 1 : 0) }
     }
 

@@ -12,7 +12,7 @@ public final class EventFD: @unchecked Sendable {
 
     /// A new eventfd. With `semaphore`, each wake-up (`drain`, `wait`) takes one signal, so n signals
     /// wake n waiters: a job queue for a pool of threads.
-    public init(semaphore: Bool = false) throws(VhostUserError) {
+    public init(semaphore: Bool = false) throws(SystemError) {
         descriptor = OwnedDescriptor(try systemCall("eventfd") { vhu_eventfd(0, semaphore ? 1 : 0) })
     }
 
