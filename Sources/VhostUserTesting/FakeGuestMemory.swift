@@ -80,7 +80,7 @@ public enum FakeFrontendError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case let .system(call, e): "\(call): \(String(cString: strerror(e)))"
+        case let .system(call, e): SystemError(call, errno: e).description
         case let .timeout(what): "timed out waiting for \(what)"
         case let .unexpectedReply(what): "unexpected reply: \(what)"
         }

@@ -46,7 +46,7 @@ public enum VirtqueueError: Error, Equatable, CustomStringConvertible {
         case let .badIndirectTable(length): "indirect table of \(length) bytes"
         case .tooManySegments: "descriptor chain maps to too many memory segments"
         case let .ringMisaligned(part): "the \(part) is misaligned in the back-end's mapping (the region's file offset breaks its alignment)"
-        case let .notifyFailed(errno): "the call descriptor cannot be signalled: \(String(cString: strerror(errno)))"
+        case let .notifyFailed(errno): "the call descriptor cannot be signalled: \(SystemError.describe(errno))"
         case .memoryLost: "a guest memory region lost its backing: the front-end shrank its file"
         }
     }
