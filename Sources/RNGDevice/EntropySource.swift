@@ -38,7 +38,7 @@ public struct EntropySourceError: Error, CustomStringConvertible {
 }
 
 /// An opened entropy source that reads straight into guest buffers.
-public final class OpenEntropySource: @unchecked Sendable {
+public final class OpenEntropySource: Sendable {
     private let file: OwnedDescriptor?
     init(file: OwnedDescriptor?) { self.file = file }
 

@@ -6,7 +6,7 @@ import Glibc
 
 /// Guest RAM as a VMM owns it: one memfd, shared with the back-end as one or more regions, each with a
 /// guest physical address and a (different) front-end virtual address, as QEMU does.
-public final class FakeGuestMemory: @unchecked Sendable {
+public final class FakeGuestMemory {
     public let file: OwnedDescriptor
     public let size: Int
     public let base: UnsafeMutableRawPointer

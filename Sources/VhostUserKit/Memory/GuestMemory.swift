@@ -4,6 +4,8 @@
 ///
 /// Every translation is bounds-checked: a range is only translated when it lies wholly inside
 /// mapped regions, so a guest cannot make the daemon touch memory outside them.
+///
+/// Sendable by hand (@unchecked): immutable after init, and `table` is a private copy only ever read.
 public final class GuestMemory: @unchecked Sendable {
     /// The most regions a table may hold (GET_MAX_MEM_SLOTS).
     public static let maxSlots = 32

@@ -4,6 +4,7 @@ import Glibc
 
 /// One region of guest memory, mapped from the descriptor the front-end sent. Unmapped when the last
 /// memory table that holds it goes away (after every queue worker that used it has stopped).
+/// Sendable by hand (@unchecked): immutable, and its pointers name a mapping that lives as long as it does.
 public final class MappedRegion: @unchecked Sendable {
     public let description: MemoryRegionDescription
     /// Host address of guest physical address `description.guestPhysicalAddress`.

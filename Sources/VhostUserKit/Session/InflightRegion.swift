@@ -6,7 +6,7 @@ import Glibc
 /// The shared buffer that records in-flight requests so a restarted back-end can resubmit them
 /// (INFLIGHT_SHMFD). Created on GET_INFLIGHT_FD, handed back by the front-end on SET_INFLIGHT_FD after
 /// a reconnect. Layout per queue (split rings): a 16-byte header and 16 bytes per descriptor.
-public final class InflightRegion: @unchecked Sendable {
+public final class InflightRegion {
     public let description: InflightDescription
     public let file: OwnedDescriptor
     public let base: UnsafeMutableRawPointer

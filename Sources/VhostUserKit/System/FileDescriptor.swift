@@ -4,7 +4,7 @@ import Glibc
 
 /// A file descriptor owned by exactly one object, closed when that object goes away. Messages carry
 /// their descriptors this way, so a rejected message can never leak one.
-public final class OwnedDescriptor: @unchecked Sendable {
+public final class OwnedDescriptor: Sendable {
     public let rawValue: Int32
     public init(_ rawValue: Int32) { self.rawValue = rawValue }
     deinit { close(rawValue) }

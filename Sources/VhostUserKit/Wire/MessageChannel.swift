@@ -4,8 +4,9 @@ import Glibc
 #endif
 
 /// Sends and receives framed vhost-user messages, with SCM_RIGHTS descriptors, over a connected
-/// unix stream socket. Nothing outside this file touches the socket's bytes.
-public final class MessageChannel: @unchecked Sendable {
+/// unix stream socket. Nothing outside this file touches the socket's bytes. One owner at a time: two
+/// threads sending at once would interleave their bytes (BackendChannel shares one behind a lock).
+public final class MessageChannel {
     /// The most descriptors one message may carry (a memory table has at most 8).
     public static let maxDescriptors = 8
     public let socket: OwnedDescriptor
