@@ -49,10 +49,10 @@ final class BlockLoad: LoadProfile {
     init(files: String) throws {
         image = "\(files)/disk.img"
         let fd = open(image, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SoakError("cannot create \(image): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw SoakError("cannot create \(image): \(SystemError.describe(errno))") }
         defer { close(fd) }
         guard ftruncate(fd, off_t(Self.sectors * VirtioBlock.sectorSize)) == 0 else {
-            throw SoakError("cannot size \(image): \(String(cString: strerror(errno)))")
+            throw SoakError("cannot size \(image): \(SystemError.describe(errno))")
         }
     }
 

@@ -33,7 +33,7 @@ final class DaemonUnderTest: @unchecked Sendable {
         unlink(socketPath)
         var fds: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else {
-            throw SoakError("socketpair: \(String(cString: strerror(errno)))")
+            throw SoakError("\(SystemError("socketpair", errno: errno))")
         }
         defer { close(fds[1]) }
         log.beginIncarnation()
@@ -110,7 +110,7 @@ final class LogWatch: @unchecked Sendable {
     init(path: String) throws {
         changed = try EventFD()
         file = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard file >= 0 else { throw SoakError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        guard file >= 0 else { throw SoakError("cannot create \(path): \(SystemError.describe(errno))") }
     }
 
     deinit {

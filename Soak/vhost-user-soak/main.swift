@@ -74,7 +74,7 @@ struct SoakCommand: ParsableCommand {
     /// A fresh directory on tmpfs for images, sockets and logs.
     private func makeWorkDirectory() throws -> String {
         var template = Array("/dev/shm/vhost-user-soak-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw SoakError("mkdtemp: \(String(cString: strerror(errno)))") }
+        guard let made = mkdtemp(&template) else { throw SoakError("\(SystemError("mkdtemp", errno: errno))") }
         return String(cString: made)
     }
 }

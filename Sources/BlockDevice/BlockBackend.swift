@@ -55,7 +55,7 @@ public final class BlockBackend: Sendable {
         case let .file(path):
             let flags = (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (direct ? vhu_o_direct() : 0)
             let fd = open(path, flags)
-            guard fd >= 0 else { throw BlockBackendError("cannot open \(path): \(String(cString: strerror(errno)))") }
+            guard fd >= 0 else { throw BlockBackendError("cannot open \(path): \(SystemError.describe(errno))") }
             file = OwnedDescriptor(fd)
             self.fd = fd
             var st = stat()

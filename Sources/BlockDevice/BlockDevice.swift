@@ -52,7 +52,7 @@ public final class BlockDevice: VhostUserDevice {
         }
         // Asked for by name, io_uring must work now: failing at start-up beats a silent fallback.
         if options.engine == .ioUring && URingEngine(depth: 8) == nil {
-            throw BlockBackendError("--engine io_uring: io_uring is unavailable (\(String(cString: strerror(errno)))); use --engine threads")
+            throw BlockBackendError("--engine io_uring: io_uring is unavailable (\(SystemError.describe(errno))); use --engine threads")
         }
         self.backend = backend
         self.options = options
@@ -122,7 +122,7 @@ public final class BlockDevice: VhostUserDevice {
     /// make every acknowledged write stable, whatever the write cache mode was.
     public func reset() {
         guard backend.fd >= 0, !backend.readOnly else { return }
-        if fdatasync(backend.fd) != 0 { logger.error("flush on disconnect failed: \(String(cString: strerror(errno)))") }
+        if fdatasync(backend.fd) != 0 { logger.error("flush on disconnect failed: \(SystemError.describe(errno))") }
     }
 
     /// Re-reads the disk size; when it changed, tells the front-end so the guest sees the new capacity

@@ -240,7 +240,7 @@ final class BlockQueue: QueueHandler {
             if e != 0 {
                 // Discard is a hint: a back end that cannot deallocate still succeeds.
                 if isDiscard && e == EOPNOTSUPP { continue }
-                logger.error("\(isDiscard ? "discard" : "write zeroes") at \(r.offset)+\(r.length) failed: \(String(cString: strerror(e)))")
+                logger.error("\(isDiscard ? "discard" : "write zeroes") at \(r.offset)+\(r.length) failed: \(SystemError.describe(e))")
                 return .ioError
             }
         }

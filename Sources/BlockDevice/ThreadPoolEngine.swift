@@ -7,6 +7,8 @@ import Glibc
 /// The fallback engine: preadv/pwritev/fdatasync on a few threads. Jobs and results pass through two
 /// locked lists private to this queue; an eventfd tells the queue worker that results are in.
 /// `shutdown()` (the queue stopped) joins the threads; every queue restart makes a new engine.
+/// Sendable by hand (@unchecked): the pool threads touch only the locked lists and the eventfds; the
+/// other state belongs to the queue worker.
 final class ThreadPoolEngine: IOEngine, @unchecked Sendable {
     private struct Job {
         enum Operation { case read, write, writeSync, flush }

@@ -7,6 +7,7 @@ import VhostUserTesting
 /// A child process in a process group of its own, with stdin from /dev/null and stdout and stderr
 /// to `output`. (Foundation's `Process` on Linux reports an exit only once every descendant has
 /// closed an inherited descriptor, and cannot signal a process group.)
+/// Sendable by hand (@unchecked): `exitStatus` is only touched under `lock`.
 final class ChildProcess: @unchecked Sendable {
     let pid: pid_t
     private let exited = DispatchSemaphore(value: 0)

@@ -5,6 +5,7 @@ import Foundation
 import Glibc
 
 /// The running daemons of one guest run, each on its own socket in the run's directory.
+/// Sendable by hand (@unchecked): its mutable state is only touched under `lock`.
 final class DaemonSet: @unchecked Sendable {
     private let lock = NSLock()
     private let daemons: [GuestDaemon]

@@ -17,7 +17,7 @@ import Foundation
 import Glibc
 
 /// What a host action can do while the guest runs (see the file comment). One thread at a time.
-public final class GuestControl: @unchecked Sendable {
+public final class GuestControl: Sendable {
     private let daemons: DaemonSet
     private let output: OutputWatcher
 
@@ -68,6 +68,7 @@ public final class GuestControl: @unchecked Sendable {
 }
 
 /// The lines of a file that QEMU appends the guest's output to, as they arrive (inotify).
+/// Sendable by hand (@unchecked): its mutable state is only touched under `lock`.
 final class OutputWatcher: @unchecked Sendable {
     private let lock = NSLock()
     private let file: Int32

@@ -176,6 +176,7 @@ public enum GuestTestBed {
 }
 
 /// The thread a host action runs on.
+/// Sendable by hand (@unchecked): `error` is only touched under `lock`.
 final class HostActionThread: @unchecked Sendable {
     enum Outcome { case returned, failed(any Error), stillRunning }
 

@@ -4,6 +4,7 @@ import Foundation
 import Glibc
 
 /// A daemon process whose output is drained into a log by a reader thread.
+/// Sendable by hand (@unchecked): its mutable state is only touched under `condition`.
 final class RunningDaemon: @unchecked Sendable {
     let commandLine: String
     private let process: ChildProcess

@@ -34,11 +34,11 @@ public enum EntropySource: Sendable, Equatable, CustomStringConvertible {
 public struct EntropySourceError: Error, CustomStringConvertible {
     public let path: String
     public let errno: Int32
-    public var description: String { "cannot open entropy source \(path): \(String(cString: strerror(errno)))" }
+    public var description: String { "cannot open entropy source \(path): \(SystemError.describe(errno))" }
 }
 
 /// An opened entropy source that reads straight into guest buffers.
-public final class OpenEntropySource: @unchecked Sendable {
+public final class OpenEntropySource: Sendable {
     private let file: OwnedDescriptor?
     init(file: OwnedDescriptor?) { self.file = file }
 

@@ -25,7 +25,7 @@ public struct DaemonOptions: ParsableArguments, Sendable {
     @Option(name: .long, help: ArgumentHelp("With --user, switch to this group (a name or a gid) instead of the user's primary group.", valueName: "group"))
     public var group: String?
 
-    @Option(name: .long, help: ArgumentHelp("seccomp (the default): once set up, close inherited descriptors and allow only the system calls the daemon needs (any other kills it with SIGSYS); none: neither, for debugging.", valueName: "mode"))
+    @Option(name: .long, help: ArgumentHelp("How the daemon confines itself once set up (device made, files opened, socket bound).", valueName: "mode"))
     public var sandbox: SandboxMode = .seccomp
 
     public init() {}

@@ -26,7 +26,7 @@ enum ListenEndpoint {
         var type: Int32 = 0, accepting: Int32 = 0, domain: Int32 = 0
         var length = socklen_t(MemoryLayout<Int32>.size)
         guard getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0 else {
-            throw StartupError("\(origin): descriptor \(fd) is not a socket (\(String(cString: strerror(errno))))")
+            throw StartupError("\(origin): descriptor \(fd) is not a socket (\(SystemError.describe(errno)))")
         }
         length = socklen_t(MemoryLayout<Int32>.size)
         _ = getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length)

@@ -7,6 +7,12 @@ public enum SandboxMode: String, CaseIterable, ExpressibleByArgument, Sendable {
     case seccomp
     /// Neither, for debugging (`--user` still applies).
     case none
+
+    /// What each mode does, for --help and the man pages.
+    public static var allValueDescriptions: [String: String] {
+        [seccomp.rawValue: "the default: close inherited descriptors and allow only the system calls the daemon needs (any other kills it with SIGSYS)",
+         none.rawValue: "neither, for debugging (--user still applies)"]
+    }
 }
 
 /// What a daemon does to itself between start-up (device made, files opened, socket bound) and the

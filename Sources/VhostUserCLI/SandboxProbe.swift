@@ -1,4 +1,5 @@
 import Logging
+import VhostUserKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,7 +38,7 @@ enum SandboxProbe: String, CaseIterable {
             let path = "/nonexistent/vhost-user-sandbox-probe"
             let argv: [UnsafeMutablePointer<CChar>?] = [strdup(path), nil]
             _ = Glibc.execve(path, argv, [nil])
-            logger.warning("sandbox probe: execve was not filtered (\(String(cString: strerror(errno))))")
+            logger.warning("sandbox probe: execve was not filtered (\(SystemError.describe(errno)))")
         case .inetSocket:
             let datagram: Int32 = 2  // SOCK_DGRAM (not visible from this file's modules in release builds)
             let fd = socket(AF_INET, datagram, 0)

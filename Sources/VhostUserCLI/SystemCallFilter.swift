@@ -1,4 +1,5 @@
 import CSeccomp
+import VhostUserKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -41,6 +42,6 @@ enum SystemCallFilter {
 
     /// libseccomp returns 0 or a negative errno.
     private static func check(_ result: Int32, _ what: String) throws(StartupError) {
-        guard result == 0 else { throw StartupError("sandbox: \(what): \(String(cString: strerror(-result)))") }
+        guard result == 0 else { throw StartupError("sandbox: \(SystemError(what, errno: -result))") }
     }
 }

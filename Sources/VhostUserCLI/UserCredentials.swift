@@ -1,3 +1,4 @@
+import VhostUserKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -50,7 +51,7 @@ struct UserCredentials: Sendable, Equatable {
     }
 
     private func failure(_ call: String) -> StartupError {
-        StartupError("--user: \(call): \(String(cString: strerror(errno)))")
+        StartupError("--user: \(SystemError(call, errno: errno))")
     }
 
     /// uid and primary gid of a user-database entry (NSS) that `find` (getpwnam_r or getpwuid_r) looks up.

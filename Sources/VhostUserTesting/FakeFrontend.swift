@@ -6,7 +6,7 @@ import Glibc
 
 /// The VMM side of the vhost-user protocol, for tests and benchmarks: typed requests, replies with
 /// a timeout, and raw bytes for malformed messages.
-public final class FakeFrontend: @unchecked Sendable {
+public final class FakeFrontend {
     public let channel: MessageChannel
     /// Set once REPLY_ACK is negotiated and the profile wants an ack for every message.
     public var needReplyOnEverything = false

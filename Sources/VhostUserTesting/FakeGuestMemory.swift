@@ -6,7 +6,7 @@ import Glibc
 
 /// Guest RAM as a VMM owns it: one memfd, shared with the back-end as one or more regions, each with a
 /// guest physical address and a (different) front-end virtual address, as QEMU does.
-public final class FakeGuestMemory: @unchecked Sendable {
+public final class FakeGuestMemory {
     public let file: OwnedDescriptor
     public let size: Int
     public let base: UnsafeMutableRawPointer
@@ -80,7 +80,7 @@ public enum FakeFrontendError: Error, CustomStringConvertible, Equatable {
 
     public var description: String {
         switch self {
-        case let .system(call, e): "\(call): \(String(cString: strerror(e)))"
+        case let .system(call, e): SystemError(call, errno: e).description
         case let .timeout(what): "timed out waiting for \(what)"
         case let .unexpectedReply(what): "unexpected reply: \(what)"
         }

@@ -24,7 +24,7 @@ public struct UsedElement: Sendable, Equatable {
 
 /// The driver side of one split virtqueue in fake guest memory: lays out the rings, builds direct and
 /// indirect chains, kicks, waits for calls and reads used elements.
-public final class FakeQueue: @unchecked Sendable {
+public final class FakeQueue {
     public let index: Int
     public let size: Int
     public let memory: FakeGuestMemory

@@ -26,8 +26,8 @@ public final class GroupHarness {
         let memory = try memory ?? FakeGuestMemory(size: 1 << 20)
         let features = features ?? (device.deviceFeatures | VirtioFeature.kitFeatures)
         let members = device.queueGroups[groupIndex].sorted()
-        let regions = try memory.regions.map { try MappedRegion($0, file: OwnedDescriptor(dup(memory.file.rawValue)), request: .setMemTable) }
-        let guestMemory = try GuestMemory(regions: regions, request: .setMemTable)
+        let regions = try memory.regions.map { try MappedRegion($0, file: OwnedDescriptor(dup(memory.file.rawValue))) }
+        let guestMemory = try GuestMemory(regions: regions)
         var fakes: [FakeQueue] = []
         var queues: [Virtqueue] = []
         for index in members {

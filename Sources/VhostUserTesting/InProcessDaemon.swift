@@ -7,7 +7,7 @@ import Glibc
 
 /// A daemon serving `device` on a fresh socket path from a thread of this process, so tests drive a
 /// device through the real protocol without a separate executable.
-public final class InProcessDaemon: @unchecked Sendable {
+public final class InProcessDaemon {
     public let socketPath: String
     public let daemon: Daemon
     private var thread: PosixThread?

@@ -1,3 +1,4 @@
+import VhostUserKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -60,7 +61,7 @@ private func withoutExitLeakCheck(_ environment: [String]) -> [String] {
 public struct SpawnError: Error, CustomStringConvertible {
     public let path: String
     public let errno: Int32
-    public var description: String { "cannot start \(path): \(String(cString: strerror(errno)))" }
+    public var description: String { "cannot start \(path): \(SystemError.describe(errno))" }
 }
 
 /// The exit code from a waitpid status, or 128 + the signal that ended the process.

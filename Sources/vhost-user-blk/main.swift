@@ -40,7 +40,7 @@ struct BlockCommand: ParsableCommand {
     var blkFile: String?
 
     @Option(name: .long, help: ArgumentHelp("Serve a null disk of this size instead (e.g. 1G): reads return zeroes, writes are discarded.", valueName: "size"))
-    var nullSize: String?
+    var nullSize: ByteCount?
 
     @Flag(name: .long, help: "Give the guest a read-only disk.")
     var readOnly = false
@@ -60,35 +60,32 @@ struct BlockCommand: ParsableCommand {
     @Flag(name: .long, help: "Open the disk with O_DIRECT (bypass the host page cache).")
     var direct = false
 
-    @Option(name: .long, help: ArgumentHelp("Logical block size: 512 or 4096.", valueName: "bytes"))
-    var logicalBlockSize: Int = 512
+    @Option(name: .long, help: ArgumentHelp("Logical block size the guest sees.", valueName: "bytes"))
+    var logicalBlockSize: LogicalBlockSize = .b512
 
-    @Option(name: .long, help: ArgumentHelp("Initial write cache mode: writeback or writethrough.", valueName: "mode"))
-    var writeCache: String = "writeback"
+    @Option(name: .long, help: ArgumentHelp("Initial write cache mode (the guest may switch it).", valueName: "mode"))
+    var writeCache: WriteCacheMode = .writeback
 
-    @Option(name: .long, help: ArgumentHelp("I/O engine: auto (inline for files in memory such as tmpfs, io_uring otherwise), io_uring, inline or threads.", valueName: "engine"))
-    var engine: String = "auto"
+    @Option(name: .long, help: ArgumentHelp("How reads and writes reach the disk.", valueName: "engine"))
+    var engine: IOEngineKind = .auto
 
     func validate() throws {
         guard (blkFile == nil) != (nullSize == nil) || daemon.printCapabilities else {
             throw ValidationError("give exactly one of --blk-file PATH and --null-size SIZE")
         }
-        guard ["writeback", "writethrough"].contains(writeCache) else { throw ValidationError("--write-cache is writeback or writethrough") }
-        guard IOEngineKind(rawValue: engine) != nil else { throw ValidationError("--engine is auto, io_uring, inline or threads") }
-        if let nullSize, parseSize(nullSize) == nil { throw ValidationError("--null-size: not a size: \(nullSize)") }
     }
 
     func run() throws {
         runDaemon(Self.identity, options: daemon) {
-            let target: BlockTarget = blkFile.map { .file($0) } ?? .null(size: parseSize(nullSize!)!)
-            let backend = try BlockBackend(target: target, readOnly: readOnly, direct: direct, logicalBlockSize: logicalBlockSize)
+            let target: BlockTarget = blkFile.map { .file($0) } ?? .null(size: nullSize!.bytes)
+            let backend = try BlockBackend(target: target, readOnly: readOnly, direct: direct, logicalBlockSize: logicalBlockSize.rawValue)
             var options = BlockDevice.Options()
             options.serial = serial
             options.queueCount = numQueues
             options.workers = workers
             options.queueSize = queueSize
-            options.writeback = writeCache == "writeback"
-            options.engine = IOEngineKind(rawValue: engine)!
+            options.writeback = writeCache == .writeback
+            options.engine = engine
             let device = try BlockDevice(backend: backend, options: options, logger: Logger(label: "vhost-user-blk"))
             if blkFile != nil { ResizeWatch.start(device) }
             return device
@@ -118,15 +115,51 @@ enum ResizeWatch {
     }
 }
 
-/// `1G`, `512M`, `4096`, `64k`: a byte count with an optional binary suffix.
-func parseSize(_ text: String) -> UInt64? {
-    let units: [Character: UInt64] = ["k": 1 << 10, "K": 1 << 10, "m": 1 << 20, "M": 1 << 20, "g": 1 << 30, "G": 1 << 30, "t": 1 << 40, "T": 1 << 40]
-    var digits = Substring(text)
-    var scale: UInt64 = 1
-    if let last = digits.last, let unit = units[last] { scale = unit; digits = digits.dropLast() }
-    guard let n = UInt64(digits), n > 0 else { return nil }
-    let (bytes, overflow) = n.multipliedReportingOverflow(by: scale)
-    return overflow ? nil : bytes
+/// `--write-cache`: whether the disk starts with its write cache on (writeback) or off (writethrough).
+enum WriteCacheMode: String, CaseIterable, ExpressibleByArgument {
+    case writeback
+    case writethrough
+
+    static var allValueDescriptions: [String: String] {
+        [writeback.rawValue: "a write completes once the host has it; the guest's flushes make it durable",
+         writethrough.rawValue: "a write completes once it is on the disk"]
+    }
+}
+
+/// `--logical-block-size`: the block sizes the device offers.
+enum LogicalBlockSize: Int, CaseIterable, ExpressibleByArgument {
+    case b512 = 512
+    case b4096 = 4096
+
+    static var allValueDescriptions: [String: String] {
+        ["512": "512-byte sectors, what most guests and images expect",
+         "4096": "4 KiB blocks, as on 4K-native disks"]
+    }
+}
+
+extension IOEngineKind: ExpressibleByArgument {
+    public static var allValueDescriptions: [String: String] {
+        [IOEngineKind.auto.rawValue: "inline for files in memory such as tmpfs, io_uring otherwise (threads where io_uring is refused)",
+         IOEngineKind.inline.rawValue: "reads and writes on the queue's own thread, for files in memory",
+         IOEngineKind.ioUring.rawValue: "one io_uring per queue; the daemon does not start where io_uring is refused",
+         IOEngineKind.threads.rawValue: "preadv/pwritev on a small pool of threads per queue"]
+    }
+}
+
+/// `--null-size`: `1G`, `512M`, `4096`, `64k`, a byte count with an optional binary suffix.
+struct ByteCount: ExpressibleByArgument {
+    let bytes: UInt64
+
+    init?(argument text: String) {
+        let units: [Character: UInt64] = ["k": 1 << 10, "K": 1 << 10, "m": 1 << 20, "M": 1 << 20, "g": 1 << 30, "G": 1 << 30, "t": 1 << 40, "T": 1 << 40]
+        var digits = Substring(text)
+        var scale: UInt64 = 1
+        if let last = digits.last, let unit = units[last] { scale = unit; digits = digits.dropLast() }
+        guard let n = UInt64(digits), n > 0 else { return nil }
+        let (bytes, overflow) = n.multipliedReportingOverflow(by: scale)
+        guard !overflow else { return nil }
+        self.bytes = bytes
+    }
 }
 
 BlockCommand.main()

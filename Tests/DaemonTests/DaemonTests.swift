@@ -317,6 +317,39 @@ struct DaemonTests {
         #expect(daemon.standardErrorLines.count == 1 && daemon.standardError.contains("no socket"), "\(daemon.diagnostics)")
     }
 
+    @Test("vhost-user-blk refuses a value its option does not take before making anything, naming the values it takes",
+          arguments: [(["--null-size", "1M", "--engine", "uring"], "'auto', 'inline', 'io_uring' or 'threads'"),
+                      (["--null-size", "1M", "--write-cache", "on"], "'writeback' and 'writethrough'"),
+                      (["--null-size", "1M", "--logical-block-size", "1024"], "'512' and '4096'"),
+                      (["--null-size", "1Q"], "'1Q' is invalid for '--null-size <size>'")])
+    func blockOptionValues(arguments: [String], named: String) throws {
+        let tmp = try TemporaryDirectory()
+        let daemon = try DaemonProcess(product: "vhost-user-blk", ["--socket-path", "\(tmp.path)/blk.sock"] + arguments)
+        defer { daemon.stop() }
+        #expect(daemon.waitForExit() == 64, "\(daemon.diagnostics)")  // EX_USAGE
+        #expect(daemon.standardError.contains(named), "\(daemon.diagnostics)")
+        #expect(inode(of: "\(tmp.path)/blk.sock") == nil)
+    }
+
+    @Test("vhost-user-blk --help lists each value of its enumerated options with what it does, and the default")
+    func blockHelpListsValues() throws {
+        let daemon = try DaemonProcess(product: "vhost-user-blk", ["--help"])
+        defer { daemon.stop() }
+        #expect(daemon.waitForExit() == 0, "\(daemon.diagnostics)")
+        let help = daemon.standardOutput.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        let options = [("--engine <engine>", "auto", ["auto", "inline", "io_uring", "threads"]),
+                       ("--write-cache <mode>", "writeback", ["writeback", "writethrough"]),
+                       ("--logical-block-size <bytes>", "512", ["512", "4096"]),
+                       ("--sandbox <mode>", "seccomp", ["seccomp", "none"])]
+        for (option, defaultValue, values) in options {
+            let text = try #require(help.range(of: option).map { String(help[$0.upperBound...]) }, "\(option) is missing")
+            #expect(text.contains("(default: \(defaultValue))"), "\(option): no default in\n\(daemon.standardOutput)")
+            for value in values {
+                #expect(text.contains(" \(value) - "), "\(option): \(value) is not listed in\n\(daemon.standardOutput)")
+            }
+        }
+    }
+
     @Test("--source of a missing file: a non-zero exit and a line naming the path")
     func missingSource() throws {
         let tmp = try TemporaryDirectory()

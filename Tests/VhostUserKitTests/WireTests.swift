@@ -172,6 +172,15 @@ struct WireTests {
         #expect(!VhostUserError.badPayloadSize(request: .setVringNum, expected: 8, actual: 7).dropsConnection)
         #expect(!VhostUserError.badFileDescriptorCount(request: .setVringKick, expected: 1, actual: 2).dropsConnection)
         #expect(!VhostUserError.invalidRequest(.setVringNum, "x").dropsConnection)
+        #expect(VhostUserError.system(SystemError("sendmsg", errno: EPIPE)).dropsConnection)
+    }
+
+    @Test("a failed system call reads as the call and the system's reason, also as a connection error")
+    func systemErrorText() {
+        let error = SystemError("sendmsg", errno: EPIPE)
+        #expect(error.description == "sendmsg: Broken pipe")
+        #expect(VhostUserError.system(error).description == "sendmsg: Broken pipe")
+        #expect(SystemError.describe(ENOENT) == "No such file or directory")
     }
 
     @Test("ring sizes are powers of two from 1 to 32768 and the device limit")

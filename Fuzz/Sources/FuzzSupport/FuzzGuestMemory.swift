@@ -59,10 +59,10 @@ public final class GuestLayout: @unchecked Sendable {
         self.regions = regions
         self.harnessBase = harnessBase
         do {
-            let mapped = try regions.map { r throws(VhostUserError) in
-                try MappedRegion(r, file: OwnedDescriptor(dup(file)), request: .setMemTable)
+            let mapped = try regions.map { r throws(MemoryError) in
+                try MappedRegion(r, file: OwnedDescriptor(dup(file)))
             }
-            memory = try GuestMemory(regions: mapped, request: .setMemTable)
+            memory = try GuestMemory(regions: mapped)
         } catch {
             fatalError("cannot map the fuzz guest memory: \(error)")
         }

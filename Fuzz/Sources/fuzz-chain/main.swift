@@ -8,7 +8,7 @@ import FuzzSupport
 import VhostUserKit
 
 let memory = FuzzGuestMemory()
-let inflight = try! InflightRegion.create(queueCount: 1, queueSize: 256)
+nonisolated(unsafe) let inflight = try! InflightRegion.create(queueCount: 1, queueSize: 256)
 nonisolated(unsafe) var sink: UInt8 = 0
 
 @_cdecl("LLVMFuzzerInitialize")

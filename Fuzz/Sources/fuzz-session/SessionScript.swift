@@ -180,6 +180,6 @@ extension MessageChannel {
     func sendBytes(_ bytes: [UInt8]) throws(VhostUserError) {
         guard !bytes.isEmpty else { return }
         let n = bytes.withUnsafeBytes { Glibc.send(socket.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        guard n == bytes.count else { throw .system(call: "send", errno: errno) }
+        guard n == bytes.count else { throw .system(SystemError("send", errno: errno)) }
     }
 }

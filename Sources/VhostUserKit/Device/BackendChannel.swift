@@ -22,7 +22,7 @@ public final class BackendChannel: Sendable {
     /// How long a send waits for the front-end to make room before the channel is given up.
     public static let sendTimeoutMilliseconds: Int32 = 1000
 
-    public init(socket: OwnedDescriptor) throws(VhostUserError) {
+    public init(socket: OwnedDescriptor) throws(SystemError) {
         state = Locked(State(channel: MessageChannel(socket: socket)))
         posted = try EventFD()
     }
@@ -40,7 +40,7 @@ public final class BackendChannel: Sendable {
     public func send(_ request: BackendRequest, payload: [UInt8] = []) throws(VhostUserError) {
         let header = MessageHeader(request: request.rawValue, flags: .version1, size: UInt32(payload.count))
         try state.withLock { (s) throws(VhostUserError) in
-            guard !s.broken else { throw .system(call: "sendmsg", errno: EPIPE) }
+            guard !s.broken else { throw .system(SystemError("sendmsg", errno: EPIPE)) }
             do throws(VhostUserError) {
                 try s.channel.send(header, payload: payload, timeoutMilliseconds: Self.sendTimeoutMilliseconds)
             } catch {

@@ -4,6 +4,8 @@
 ///
 /// Every translation is bounds-checked: a range is only translated when it lies wholly inside
 /// mapped regions, so a guest cannot make the daemon touch memory outside them.
+///
+/// Sendable by hand (@unchecked): immutable after init, and `table` is a private copy only ever read.
 public final class GuestMemory: @unchecked Sendable {
     /// The most regions a table may hold (GET_MAX_MEM_SLOTS).
     public static let maxSlots = 32
@@ -34,27 +36,27 @@ public final class GuestMemory: @unchecked Sendable {
     deinit { table.deallocate() }
 
     /// Builds a table, refusing more than `maxSlots` regions and regions whose guest ranges overlap.
-    public convenience init(regions: [MappedRegion], request: FrontendRequest) throws(VhostUserError) {
-        guard regions.count <= Self.maxSlots else { throw .invalidRequest(request, "more than \(Self.maxSlots) memory regions") }
+    public convenience init(regions: [MappedRegion]) throws(MemoryError) {
+        guard regions.count <= Self.maxSlots else { throw .tooManyRegions(regions.count) }
         let sorted = regions.sorted { $0.guestPhysicalAddress < $1.guestPhysicalAddress }
         for (a, b) in zip(sorted, sorted.dropFirst()) where a.guestPhysicalAddress + a.size > b.guestPhysicalAddress {
-            throw .invalidRequest(request, "memory regions at gpa 0x\(String(a.guestPhysicalAddress, radix: 16)) and 0x\(String(b.guestPhysicalAddress, radix: 16)) overlap")
+            throw .overlappingRegions(a.guestPhysicalAddress, b.guestPhysicalAddress)
         }
         self.init(checked: sorted)
     }
 
     /// A new table with `region` added.
-    public func adding(_ region: MappedRegion) throws(VhostUserError) -> GuestMemory {
-        try GuestMemory(regions: regions + [region], request: .addMemReg)
+    public func adding(_ region: MappedRegion) throws(MemoryError) -> GuestMemory {
+        try GuestMemory(regions: regions + [region])
     }
 
     /// A new table without the region matching `description` (guest address, size and user address).
-    public func removing(_ description: MemoryRegionDescription) throws(VhostUserError) -> GuestMemory {
+    public func removing(_ description: MemoryRegionDescription) throws(MemoryError) -> GuestMemory {
         guard let i = regions.firstIndex(where: {
             $0.guestPhysicalAddress == description.guestPhysicalAddress && $0.size == description.size
                 && $0.userAddress == description.userAddress
         }) else {
-            throw .invalidRequest(.remMemReg, "no region at gpa 0x\(String(description.guestPhysicalAddress, radix: 16)) of size 0x\(String(description.size, radix: 16))")
+            throw .noSuchRegion(guestPhysicalAddress: description.guestPhysicalAddress, size: description.size)
         }
         var rest = regions
         rest.remove(at: i)

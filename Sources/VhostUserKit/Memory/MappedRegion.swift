@@ -4,6 +4,7 @@ import Glibc
 
 /// One region of guest memory, mapped from the descriptor the front-end sent. Unmapped when the last
 /// memory table that holds it goes away (after every queue worker that used it has stopped).
+/// Sendable by hand (@unchecked): immutable, and its pointers name a mapping that lives as long as it does.
 public final class MappedRegion: @unchecked Sendable {
     public let description: MemoryRegionDescription
     /// Host address of guest physical address `description.guestPhysicalAddress`.
@@ -27,19 +28,19 @@ public final class MappedRegion: @unchecked Sendable {
     /// to back the region. The whole mapping is reserved up front (no MAP_NORESERVE): a hugetlbfs file
     /// without enough free pages fails here, not with SIGBUS on first touch; a file the front-end
     /// shrinks later is caught by the memory guard.
-    public init(_ description: MemoryRegionDescription, file: OwnedDescriptor, request: FrontendRequest) throws(VhostUserError) {
+    public init(_ description: MemoryRegionDescription, file: OwnedDescriptor) throws(MemoryError) {
         let d = description
-        guard d.size > 0 else { throw .invalidRequest(request, "memory region of size 0") }
+        guard d.size > 0 else { throw .emptyRegion }
         let (gpaEnd, o1) = d.guestPhysicalAddress.addingReportingOverflow(d.size)
         let (_, o2) = d.userAddress.addingReportingOverflow(d.size)
         let (fileEnd, o3) = d.size.addingReportingOverflow(d.mmapOffset)
         guard !o1, !o2, !o3, gpaEnd > 0, fileEnd <= UInt64(Int.max) else {
-            throw .invalidRequest(request, "memory region gpa 0x\(String(d.guestPhysicalAddress, radix: 16)) size 0x\(String(d.size, radix: 16)) overflows")
+            throw .overflowingRegion(guestPhysicalAddress: d.guestPhysicalAddress, size: d.size)
         }
         var st = stat()
-        guard fstat(file.rawValue, &st) == 0 else { throw .invalidRequest(request, "memory region fd is not usable (errno \(errno))") }
+        guard fstat(file.rawValue, &st) == 0 else { throw .unusableFile(SystemError("fstat", errno: errno)) }
         if (st.st_mode & S_IFMT) == S_IFREG, UInt64(st.st_size) < fileEnd {
-            throw .invalidRequest(request, "memory region needs \(fileEnd) bytes but its file has \(st.st_size)")
+            throw .fileTooSmall(needed: fileEnd, fileSize: Int64(st.st_size))
         }
         let pageSize = UInt64(sysconf(Int32(_SC_PAGESIZE)))
         let start = d.mmapOffset - d.mmapOffset % pageSize
@@ -47,7 +48,7 @@ public final class MappedRegion: @unchecked Sendable {
         let length = Int(fileEnd - start)
         guard let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, file.rawValue, off_t(start)),
               p != MAP_FAILED else {
-            throw .invalidRequest(request, "mmap of \(length) bytes at file offset \(start) failed (errno \(errno))")
+            throw .mappingFailed(SystemError("mmap of \(length) bytes at file offset \(start)", errno: errno))
         }
         self.description = d
         self.file = file

@@ -30,7 +30,7 @@ public final class Daemon: Sendable {
     private let onEvent: @Sendable (Event) -> Void
 
     public init(device: any VhostUserDevice, configuration: Configuration = .init(), logger: Logger,
-                onEvent: @escaping @Sendable (Event) -> Void = { _ in }) throws(VhostUserError) {
+                onEvent: @escaping @Sendable (Event) -> Void = { _ in }) throws(SystemError) {
         // A write to a call descriptor or socket whose reader is gone must fail with EPIPE, not kill
         // the process: a daemon never wants SIGPIPE.
         signal(SIGPIPE, SIG_IGN)

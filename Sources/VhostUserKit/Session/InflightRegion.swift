@@ -6,7 +6,7 @@ import Glibc
 /// The shared buffer that records in-flight requests so a restarted back-end can resubmit them
 /// (INFLIGHT_SHMFD). Created on GET_INFLIGHT_FD, handed back by the front-end on SET_INFLIGHT_FD after
 /// a reconnect. Layout per queue (split rings): a 16-byte header and 16 bytes per descriptor.
-public final class InflightRegion: @unchecked Sendable {
+public final class InflightRegion {
     public let description: InflightDescription
     public let file: OwnedDescriptor
     public let base: UnsafeMutableRawPointer
@@ -18,8 +18,11 @@ public final class InflightRegion: @unchecked Sendable {
     /// Makes a zeroed region for `queueCount` queues of `queueSize` descriptors.
     public static func create(queueCount: Int, queueSize: Int) throws(VhostUserError) -> InflightRegion {
         let size = queueRegionSize(queueSize: queueSize) * queueCount
-        let fd = OwnedDescriptor(try systemCall("memfd_create") { vhu_memfd_create("vhost-user-inflight", 0) })
-        try systemCall("ftruncate") { ftruncate(fd.rawValue, off_t(size)) }
+        let fd = try VhostUserError.fromSystem { () throws(SystemError) in
+            let fd = OwnedDescriptor(try systemCall("memfd_create") { vhu_memfd_create("vhost-user-inflight", 0) })
+            try systemCall("ftruncate") { ftruncate(fd.rawValue, off_t(size)) }
+            return fd
+        }
         let d = InflightDescription(mmapSize: UInt64(size), mmapOffset: 0, queueCount: UInt16(queueCount), queueSize: UInt16(truncatingIfNeeded: queueSize))
         return try InflightRegion(d, file: fd)
     }
@@ -37,7 +40,7 @@ public final class InflightRegion: @unchecked Sendable {
         }
         guard let p = mmap(nil, Int(description.mmapSize), PROT_READ | PROT_WRITE, MAP_SHARED, file.rawValue, off_t(description.mmapOffset)),
               p != MAP_FAILED else {
-            throw .invalidRequest(.setInflightFd, "mmap of the inflight region failed (errno \(errno))")
+            throw .invalidRequest(.setInflightFd, SystemError("mmap of the inflight region", errno: errno).description)
         }
         self.description = description
         self.file = file

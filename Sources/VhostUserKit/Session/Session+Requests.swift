@@ -59,11 +59,13 @@ extension Session {
         case .setMemTable:
             let table = try MemoryTable(decoding: m.payload)
             try expect(m, descriptors: table.regions.count)
-            var mapped: [MappedRegion] = []
-            for (region, file) in zip(table.regions, m.descriptors) {
-                mapped.append(try MappedRegion(region, file: file, request: request))
+            let newMemory = try memoryChange(request) { () throws(MemoryError) in
+                var mapped: [MappedRegion] = []
+                for (region, file) in zip(table.regions, m.descriptors) {
+                    mapped.append(try MappedRegion(region, file: file))
+                }
+                return try GuestMemory(regions: mapped)
             }
-            let newMemory = try GuestMemory(regions: mapped, request: request)
             stopAllQueues()
             memory = newMemory
             return nil
@@ -71,7 +73,9 @@ extension Session {
         case .addMemReg:
             let region = try SingleMemoryRegion(decoding: m.payload, for: request).region
             try expect(m, descriptors: 1)
-            let newMemory = try memory.adding(try MappedRegion(region, file: m.descriptors[0], request: request))
+            let newMemory = try memoryChange(request) { () throws(MemoryError) in
+                try memory.adding(try MappedRegion(region, file: m.descriptors[0]))
+            }
             stopAllQueues()
             memory = newMemory
             return nil
@@ -80,7 +84,7 @@ extension Session {
             let region = try SingleMemoryRegion(decoding: m.payload, for: request).region
             // Front-ends differ here: some attach the region's fd again, some do not.
             guard m.descriptors.count <= 1 else { throw .badFileDescriptorCount(request: request, expected: 0, actual: m.descriptors.count) }
-            let newMemory = try memory.removing(region)
+            let newMemory = try memoryChange(request) { () throws(MemoryError) in try memory.removing(region) }
             stopAllQueues()
             memory = newMemory
             return nil
@@ -155,7 +159,7 @@ extension Session {
 
         case .setBackendReqFd:
             try expect(m, descriptors: 1, payload: 0)
-            let channel = try BackendChannel(socket: m.descriptors[0])
+            let channel = try VhostUserError.fromSystem { () throws(SystemError) in try BackendChannel(socket: m.descriptors[0]) }
             backend = channel
             device.backendChannelChanged(channel)
             return nil
@@ -244,6 +248,11 @@ extension Session {
         guard m.descriptors.count == descriptors else {
             throw .badFileDescriptorCount(request: request, expected: descriptors, actual: m.descriptors.count)
         }
+    }
+
+    /// Builds a new memory table; a refused region refuses the request (the session goes on).
+    private func memoryChange(_ request: FrontendRequest, _ body: () throws(MemoryError) -> GuestMemory) throws(VhostUserError) -> GuestMemory {
+        do { return try body() } catch { throw .invalidRequest(request, error.description) }
     }
 
     private func queue(_ index: UInt32, _ request: FrontendRequest) throws(VhostUserError) -> QueueSlot {

@@ -68,7 +68,7 @@ public final class Session {
             var watched = [channel.socket.rawValue]
             if let shutdown { watched.append(shutdown.rawValue) }
             if let backend { watched.append(backend.posted.rawValue) }
-            let ready = try waitReadable(watched)
+            let ready = try VhostUserError.fromSystem { () throws(SystemError) in try waitReadable(watched) }
             if shutdown != nil && ready == 1 { return }
             if let backend, ready == watched.count - 1 {
                 do { try backend.sendPosted() } catch { logger.error("back-end channel: \(error)") }

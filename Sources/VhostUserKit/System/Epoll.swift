@@ -17,19 +17,19 @@ public struct Readiness: OptionSet, Sendable, Hashable {
 final class Epoll {
     private let descriptor: OwnedDescriptor
 
-    init() throws(VhostUserError) {
+    init() throws(SystemError) {
         descriptor = OwnedDescriptor(try systemCall("epoll_create1") { vhu_epoll_create() })
     }
 
     /// Watches `fd` for `interest`. `edgeTriggered` reports each new event once (for descriptors a
     /// peer controls, which could otherwise stay ready forever: a hung-up pipe, a semaphore eventfd).
-    func add(_ fd: Int32, token: UInt64, interest: Readiness = .readable, edgeTriggered: Bool = false) throws(VhostUserError) {
+    func add(_ fd: Int32, token: UInt64, interest: Readiness = .readable, edgeTriggered: Bool = false) throws(SystemError) {
         let bits = interest.rawValue | (edgeTriggered ? UInt32(VHU_EDGE) : 0)
         try systemCall("epoll_ctl") { vhu_epoll_ctl(descriptor.rawValue, 0, fd, bits, token) }
     }
 
     /// Changes what `fd` (already added) is watched for.
-    func modify(_ fd: Int32, token: UInt64, interest: Readiness) throws(VhostUserError) {
+    func modify(_ fd: Int32, token: UInt64, interest: Readiness) throws(SystemError) {
         try systemCall("epoll_ctl") { vhu_epoll_ctl(descriptor.rawValue, 1, fd, interest.rawValue, token) }
     }
 

@@ -6,13 +6,13 @@ import Glibc
 /// A non-blocking eventfd: the kit's wake-up signal between threads and the kick/call/err descriptors'
 /// type. Descriptors from a peer may be anything (a pipe, a blocking eventfd, a semaphore eventfd),
 /// so every operation is non-blocking and reports what happened instead of trapping or waiting.
-public final class EventFD: @unchecked Sendable {
+public final class EventFD: Sendable {
     public let descriptor: OwnedDescriptor
     public var rawValue: Int32 { descriptor.rawValue }
 
     /// A new eventfd. With `semaphore`, each wake-up (`drain`, `wait`) takes one signal, so n signals
     /// wake n waiters: a job queue for a pool of threads.
-    public init(semaphore: Bool = false) throws(VhostUserError) {
+    public init(semaphore: Bool = false) throws(SystemError) {
         descriptor = OwnedDescriptor(try systemCall("eventfd") { vhu_eventfd(0, semaphore ? 1 : 0) })
     }
 

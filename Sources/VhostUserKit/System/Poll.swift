@@ -4,7 +4,7 @@ import Glibc
 
 /// Waits until one of `descriptors` is readable (or hung up) and returns its position, or nil on timeout.
 /// Nothing is read or drained.
-public func waitReadable(_ descriptors: [Int32], timeoutMilliseconds: Int32 = -1) throws(VhostUserError) -> Int? {
+public func waitReadable(_ descriptors: [Int32], timeoutMilliseconds: Int32 = -1) throws(SystemError) -> Int? {
     var fds = descriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
     let n = try systemCall("poll") { poll(&fds, nfds_t(fds.count), timeoutMilliseconds) }
     guard n > 0 else { return nil }

@@ -20,13 +20,13 @@ public final class UnixListener: Sendable {
         if Self.isLiveSocket(path) { throw .inUse(path) }
         unlink(path)
         let fd = OwnedDescriptor(Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
-        guard fd.rawValue >= 0 else { throw .system("socket", errno) }
+        guard fd.rawValue >= 0 else { throw .system(SystemError("socket", errno: errno)) }
         var address = Self.address(path)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard bound == 0 else { throw .system("bind \(path)", errno) }
-        guard listen(fd.rawValue, 8) == 0 else { throw .system("listen \(path)", errno) }
+        guard bound == 0 else { throw .system(SystemError("bind \(path)", errno: errno)) }
+        guard listen(fd.rawValue, 8) == 0 else { throw .system(SystemError("listen \(path)", errno: errno)) }
         self.path = path
         self.socket = fd
     }
@@ -43,7 +43,7 @@ public final class UnixListener: Sendable {
             let fd = vhu_accept(socket.rawValue)
             if fd >= 0 { return OwnedDescriptor(fd) }
             if errno == EINTR || errno == ECONNABORTED { continue }
-            throw .system("accept", errno)
+            throw .system(SystemError("accept", errno: errno))
         }
     }
 
@@ -55,7 +55,7 @@ public final class UnixListener: Sendable {
         let rc = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard rc == 0 else { throw .system("connect \(path)", errno) }
+        guard rc == 0 else { throw .system(SystemError("connect \(path)", errno: errno)) }
         return fd
     }
 
@@ -79,13 +79,13 @@ public final class UnixListener: Sendable {
 public enum UnixSocketError: Error, Equatable, CustomStringConvertible {
     case pathTooLong(String)
     case inUse(String)
-    case system(String, Int32)
+    case system(SystemError)
 
     public var description: String {
         switch self {
         case let .pathTooLong(p): "socket path is \(p.utf8.count) bytes long; unix sockets allow at most \(UnixListener.maxPathBytes): \(p)"
         case let .inUse(p): "another process is listening on \(p)"
-        case let .system(call, e): "\(call): \(String(cString: strerror(e)))"
+        case let .system(error): error.description
         }
     }
 }

@@ -46,7 +46,7 @@ public enum VirtqueueError: Error, Equatable, CustomStringConvertible {
         case let .badIndirectTable(length): "indirect table of \(length) bytes"
         case .tooManySegments: "descriptor chain maps to too many memory segments"
         case let .ringMisaligned(part, address, alignment): "the \(part) at 0x\(String(address, radix: 16)) is not \(alignment)-byte aligned (in the front-end's mapping or in ours: a region's file offset can break it)"
-        case let .notifyFailed(errno): "the call descriptor cannot be signalled: \(String(cString: strerror(errno)))"
+        case let .notifyFailed(errno): "the call descriptor cannot be signalled: \(SystemError.describe(errno))"
         case .memoryLost: "a guest memory region lost its backing: the front-end shrank its file"
         }
     }

@@ -4,8 +4,9 @@ import Glibc
 #endif
 
 /// Sends and receives framed vhost-user messages, with SCM_RIGHTS descriptors, over a connected
-/// unix stream socket. Nothing outside this file touches the socket's bytes.
-public final class MessageChannel: @unchecked Sendable {
+/// unix stream socket. Nothing outside this file touches the socket's bytes. One owner at a time: two
+/// threads sending at once would interleave their bytes (BackendChannel shares one behind a lock).
+public final class MessageChannel {
     /// The most descriptors one message may carry (a memory table has at most 8).
     public static let maxDescriptors = 8
     public let socket: OwnedDescriptor
@@ -54,7 +55,7 @@ public final class MessageChannel: @unchecked Sendable {
             for i in 0..<Int(count) { descriptors.append(OwnedDescriptor(fds[i])) }
             if n < 0 {
                 if errno == ECONNRESET { return filled }
-                throw .system(call: "recvmsg", errno: errno)
+                throw .system(SystemError("recvmsg", errno: errno))
             }
             if truncated != 0 || descriptors.count > Self.maxDescriptors { throw .tooManyFileDescriptors }
             if n == 0 { return filled }
@@ -82,7 +83,7 @@ public final class MessageChannel: @unchecked Sendable {
                 try waitForPeer(events: Int16(POLLOUT), timeoutMilliseconds: timeoutMilliseconds)
                 continue
             }
-            guard n > 0 else { throw .system(call: "sendmsg", errno: n < 0 ? errno : EPIPE) }
+            guard n > 0 else { throw .system(SystemError("sendmsg", errno: n < 0 ? errno : EPIPE)) }
             sent += n
         }
     }
@@ -93,11 +94,13 @@ public final class MessageChannel: @unchecked Sendable {
         guard interrupt != nil || timeoutMilliseconds >= 0 else { return }
         var fds = (pollfd(fd: socket.rawValue, events: events, revents: 0),
                    pollfd(fd: interrupt ?? -1, events: Int16(POLLIN), revents: 0))
-        let n = try withUnsafeMutableBytes(of: &fds) { (raw) throws(VhostUserError) in
-            try systemCall("poll") { poll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), 2, timeoutMilliseconds) }
+        let n = try VhostUserError.fromSystem { () throws(SystemError) in
+            try withUnsafeMutableBytes(of: &fds) { (raw) throws(SystemError) in
+                try systemCall("poll") { poll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), 2, timeoutMilliseconds) }
+            }
         }
         if fds.1.revents != 0 { throw .interrupted }
-        if n == 0 { throw .system(call: "sendmsg", errno: ETIMEDOUT) }
+        if n == 0 { throw .system(SystemError("sendmsg", errno: ETIMEDOUT)) }
     }
 
     /// Sends a reply to `request`: REPLY flag set, version 1.

@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Everything that can go wrong on the control path, with the context needed to log it once.
 public enum VhostUserError: Error, Equatable, CustomStringConvertible {
     /// The peer closed the socket in the middle of a message.
@@ -17,7 +13,8 @@ public enum VhostUserError: Error, Equatable, CustomStringConvertible {
     case invalidRequest(FrontendRequest, String)
     /// The device refused a request it serves itself (`VhostUserDevice.handleFrontendRequest`).
     case deviceRefused(request: UInt32, String)
-    case system(call: String, errno: Int32)
+    /// A system call on the connection failed (the socket broke, a descriptor for the peer could not be made).
+    case system(SystemError)
     /// The daemon is shutting down: the wait for the peer was abandoned.
     case interrupted
 
@@ -42,8 +39,15 @@ public enum VhostUserError: Error, Equatable, CustomStringConvertible {
         case let .unsupportedRequest(request): "\(request) is not supported by this back-end"
         case let .invalidRequest(request, why): "\(request): \(why)"
         case let .deviceRefused(request, why): "request \(request): the device refused it: \(why)"
-        case let .system(call, errno): "\(call): \(String(cString: strerror(errno)))"
+        case let .system(error): error.description
         case .interrupted: "shutting down"
         }
+    }
+}
+
+extension VhostUserError {
+    /// Runs `body`, turning a failed system call into `.system`, which drops the connection.
+    static func fromSystem<T>(_ body: () throws(SystemError) -> T) throws(VhostUserError) -> T {
+        do { return try body() } catch { throw .system(error) }
     }
 }

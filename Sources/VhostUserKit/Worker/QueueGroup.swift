@@ -66,7 +66,7 @@ public final class QueueGroup: @unchecked Sendable {  // handed to its worker wh
     /// missing: the ring is polled every millisecond). `pollNanoseconds` is how long a busy group keeps
     /// polling its rings before it sleeps.
     public init(queues: [Virtqueue], kicks: [EventFD?] = [], handler: any GroupHandler, pollNanoseconds: UInt64 = 0,
-                logger: Logger) throws(VhostUserError) {
+                logger: Logger) throws(SystemError) {
         precondition(!queues.isEmpty, "a queue group needs a queue")
         self.queues = queues
         self.handler = handler
@@ -111,7 +111,7 @@ public final class QueueGroup: @unchecked Sendable {  // handed to its worker wh
 
     /// Starts watching `fd` (which the handler keeps open until it unwatches it) for `interest`; the
     /// handler gets `.ready` while the descriptor is ready (level-triggered).
-    public func watch(_ fd: Int32, for interest: Readiness) throws(VhostUserError) -> Watch {
+    public func watch(_ fd: Int32, for interest: Readiness) throws(SystemError) -> Watch {
         lastWatch &+= 1
         try epoll.add(fd, token: Self.token(.watch, Int(lastWatch)), interest: interest)
         watches[lastWatch] = fd
@@ -120,7 +120,7 @@ public final class QueueGroup: @unchecked Sendable {  // handed to its worker wh
 
     /// Changes what a watched descriptor is watched for (e.g. add `.writable` while output is queued).
     /// Does nothing for a watch already removed.
-    public func change(_ watch: Watch, to interest: Readiness) throws(VhostUserError) {
+    public func change(_ watch: Watch, to interest: Readiness) throws(SystemError) {
         guard let fd = watches[watch.id] else { return }
         try epoll.modify(fd, token: Self.token(.watch, Int(watch.id)), interest: interest)
     }
