@@ -90,6 +90,7 @@ struct SystemdUnitTests {
         #expect(stopped["ActiveState"] == "inactive" && stopped["Result"] == "success", "after systemctl stop: \(stopped)")
         #expect(stopped["ExecMainCode"] == "1" && stopped["ExecMainStatus"] == "0", "the daemon's exit: \(stopped)")  // CLD_EXITED, 0
         #expect(stopSeconds < 5, "systemctl stop took \(stopSeconds) s (TimeoutStopSec: \(stopped["TimeoutStopUSec"] ?? "?"))")
+        print("\(profile): systemctl stop with the guest attached took \(stopSeconds) s")
         let journal = container.journal(of: profile.service)
         #expect(!journal.contains("status=31/SYS"), "the system-call filter killed the daemon:\n\(journal)")
 
@@ -125,7 +126,8 @@ struct SystemdUnitTests {
     }
 
     /// A process of a hardened unit: a dynamic user's uid (61184-65519), no capabilities in any
-    /// set, no_new_privs, and seccomp filtering by systemd's filter and the daemon's own.
+    /// set, no network (a namespace of its own), a read-only `/`, no_new_privs, and seccomp
+    /// filtering by systemd's filter and the daemon's own.
     static func expectConfined(_ process: ProcessStatus, sourceLocation: SourceLocation = #_sourceLocation) {
         let uids = process.numbers("Uid")
         #expect(uids.count == 4 && Set(uids).count == 1 && (61184...65519).contains(uids[0]),
@@ -133,6 +135,8 @@ struct SystemdUnitTests {
         for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
             #expect(process.fields[set] == "0000000000000000", "\(set): \(process.fields[set] ?? "none")", sourceLocation: sourceLocation)
         }
+        #expect(process.fields["net"] == "private", "the daemon shares the system's network namespace", sourceLocation: sourceLocation)
+        #expect(process.fields["root"]?.split(separator: ",").first == "ro", "its / is mounted \(process.fields["root"] ?? "?")", sourceLocation: sourceLocation)
         #expect(process.fields["NoNewPrivs"] == "1", sourceLocation: sourceLocation)
         #expect(process.fields["Seccomp"] == "2", "seccomp mode \(process.fields["Seccomp"] ?? "none")", sourceLocation: sourceLocation)
         #expect((Int(process.fields["Seccomp_filters"] ?? "") ?? 0) >= 2,
@@ -178,7 +182,8 @@ final class Observations: @unchecked Sendable {
     }
 }
 
-/// /proc/PID/status of a process in the container.
+/// /proc/PID/status of a process in the container, and two more fields: `net` (whether its network
+/// namespace is the container's own, `shared`, or `private`) and `root` (the options of its `/` mount).
 struct ProcessStatus {
     var fields: [String: String]
 
@@ -189,6 +194,12 @@ struct ProcessStatus {
             let parts = line.split(separator: ":", maxSplits: 1)
             if parts.count == 2 { fields[String(parts[0])] = parts[1].trimmingCharacters(in: .whitespaces) }
         }
+        let namespaces = try container.check(["readlink", "/proc/1/ns/net", "/proc/\(pid)/ns/net"]).split(separator: "\n")
+        fields["net"] = namespaces.count == 2 && namespaces[0] != namespaces[1] ? "private" : "shared"
+        // mountinfo: ID PARENT MAJOR:MINOR ROOT MOUNT-POINT OPTIONS ...; the last mount on / counts.
+        let mounts = try container.check(["cat", "/proc/\(pid)/mountinfo"]).split(separator: "\n")
+            .map { $0.split(separator: " ") }.filter { $0.count > 5 && $0[4] == "/" }
+        fields["root"] = mounts.last.map { String($0[5]) } ?? "none"
         return ProcessStatus(fields: fields)
     }
 
