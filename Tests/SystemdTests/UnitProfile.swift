@@ -23,6 +23,10 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
     var modules: [String] = []
     /// The start of the service's STATUS= text while a guest is attached.
     var servingStatus = "serving a front-end"
+    /// Whether the test stops the service while QEMU is attached. Not when no guest driver starts
+    /// the device: QEMU 10.0 then aborts when its back-end goes away (an assertion in
+    /// memory_region_del_eventfd), so the service is stopped once QEMU is gone.
+    var stopsWhileAttached = true
     /// The guest's work with the device in guest run 1 (the first connection) or 2 (after the
     /// reconnection), printing `key=value` lines.
     let guestScript: @Sendable (_ run: Int) -> String
@@ -141,6 +145,7 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
             options: "VHOST_USER_\(daemon.uppercased())_OPTIONS=\"--log-level warning\"\n",
             qemuDevice: "vhost-user-\(daemon)-pci",
             servingStatus: "front-end connected",
+            stopsWhileAttached: false,
             guestScript: { _ in "echo \"virtio_devices=$(ls /sys/bus/virtio/devices | wc -l)\"" },
             checkGuest: { run, values, _, _ in
                 #expect(values["virtio_devices"] == "1", "run \(run): the guest sees \(values["virtio_devices"] ?? "no") virtio devices")
