@@ -31,13 +31,8 @@ extension SystemdUnitTests {
 
     @Test(arguments: UnitProfile.all)
     func forbiddenSystemCallKillsTheService(_ profile: UnitProfile) throws {
-        let container = try Installation.bootContainer()
+        let container = try profile.bootInstance(serviceDropIn: "Environment=VHOST_USER_SANDBOX_PROBE=execve\nRestart=no\n")
         defer { Self.expectCleanShutdown(container) }
-        try profile.setUpInstance(in: container)
-        try container.write("[Service]\nEnvironment=VHOST_USER_SANDBOX_PROBE=execve\nRestart=no\n",
-                            to: "/etc/systemd/system/\(profile.service).d/test-probe.conf")
-        try container.check(["systemctl", "daemon-reload"])
-        try container.check(["systemctl", "enable", "--now", profile.socket])
 
         // The daemon dies before it is ready, so the start job fails.
         let start = try container.run(["systemctl", "start", profile.service], timeout: .seconds(60))

@@ -10,13 +10,8 @@ extension SystemdUnitTests {
 
     @Test(arguments: UnitProfile.all)
     func watchdogIsPingedAndAHungDaemonIsRestarted(_ profile: UnitProfile) throws {
-        let container = try Installation.bootContainer()
+        let container = try profile.bootInstance(serviceDropIn: "WatchdogSec=\(Self.watchdogSeconds)s\n")
         defer { Self.expectCleanShutdown(container) }
-        try profile.setUpInstance(in: container)
-        try container.write("[Service]\nWatchdogSec=\(Self.watchdogSeconds)s\n",
-                            to: "/etc/systemd/system/\(profile.service).d/test-watchdog.conf")
-        try container.check(["systemctl", "daemon-reload"])
-        try container.check(["systemctl", "enable", "--now", profile.socket])
         try container.check(["systemctl", "start", profile.service])
 
         let names = ["ActiveState", "MainPID", "NRestarts", "WatchdogUSec", "WatchdogTimestampMonotonic"]

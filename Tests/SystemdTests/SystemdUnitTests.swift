@@ -24,13 +24,10 @@ struct SystemdUnitTests {
 
     @Test(arguments: UnitProfile.all)
     func socketActivatedServiceServesARealGuest(_ profile: UnitProfile) throws {
-        let container = try Installation.bootContainer()
+        // 1. The socket unit listens (`systemctl enable --now`); the service does not run yet.
+        let container = try profile.bootInstance()
         defer { Self.expectCleanShutdown(container) }
         print("\(profile): \(try container.systemdVersion())")
-        try profile.setUpInstance(in: container)
-
-        // 1. The socket unit listens; the service does not run yet.
-        try container.check(["systemctl", "enable", "--now", profile.socket])
         #expect(try container.check(["systemctl", "is-enabled", profile.socket]) == "enabled\n")
         let hostSocket = try Self.expectDocumentedSocket(profile, in: container)
         let idle = try container.properties(of: profile.service, ["ActiveState", "EnvironmentFiles", "ExecStart"])

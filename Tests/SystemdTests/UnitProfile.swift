@@ -47,10 +47,24 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
 
     static let known: [String: UnitProfile] = [rng, blk].reduce(into: [:]) { $0[$1.daemon] = $1 }
 
-    /// Writes the options file and runs `setUp` in the container.
-    func setUpInstance(in container: SystemdContainer) throws {
-        try container.write(options, to: optionsFile)
-        if !setUp.isEmpty { try container.shell(setUp) }
+    /// Boots a container with the project installed and the instance `vm1` set up: its options
+    /// file written, `setUp` run, `serviceDropIn` (when given) added to the service as a drop-in,
+    /// and `systemctl enable --now` of its socket done. The caller shuts the container down.
+    func bootInstance(serviceDropIn: String? = nil) throws -> SystemdContainer {
+        let container = try Installation.bootContainer()
+        do {
+            try container.write(options, to: optionsFile)
+            if !setUp.isEmpty { try container.shell(setUp) }
+            if let serviceDropIn {
+                try container.write("[Service]\n\(serviceDropIn)", to: "/etc/systemd/system/\(service).d/test.conf")
+                try container.check(["systemctl", "daemon-reload"])
+            }
+            try container.check(["systemctl", "enable", "--now", socket])
+            return container
+        } catch {
+            container.shutdown()
+            throw error
+        }
     }
 
     // MARK: rng
