@@ -90,6 +90,9 @@ let package = Package(
         // Real Linux guests under an unmodified QEMU (TCG), attached to daemon processes: the bed
         // the guest tests and the demo boot guests with.
         .target(name: "GuestBed", dependencies: ["VhostUserTesting"]),
+        // A real systemd (PID 1 of a container booted from a minimal Debian root) with the project
+        // installed by `make install`: the bed the systemd unit tests run the units in.
+        .target(name: "SystemdBed", dependencies: ["GuestBed", "CVhostUser"]),
         // scripts/demo: vhost-user-rng serving a guest's /dev/hwrng.
         .executableTarget(name: "vhost-user-demo", dependencies: ["GuestBed"]),
 
@@ -99,6 +102,8 @@ let package = Package(
         .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting"]),
         // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
         .testTarget(name: "GuestTests", dependencies: ["GuestBed"]),
+        // The installed units under a real systemd, serving a real guest.
+        .testTarget(name: "SystemdTests", dependencies: ["SystemdBed", "GuestBed"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -4,21 +4,22 @@ import Foundation
 import Glibc
 import VhostUserTesting
 
-/// A child process in a process group of its own, with stdin from /dev/null and stdout and stderr
-/// to `output`. (Foundation's `Process` on Linux reports an exit only once every descendant has
-/// closed an inherited descriptor, and cannot signal a process group.)
+/// A child process in a process group of its own, with stdin from /dev/null, stdout to `output`
+/// and stderr to `errorOutput` (default: `output` too). (Foundation's `Process` on Linux reports an
+/// exit only once every descendant has closed an inherited descriptor, and cannot signal a process
+/// group.) Package-wide: the systemd bed runs its commands with it too.
 /// Sendable by hand (@unchecked): `exitStatus` is only touched under `lock`.
-final class ChildProcess: @unchecked Sendable {
-    let pid: pid_t
+package final class ChildProcess: @unchecked Sendable {
+    package let pid: pid_t
     private let exited = DispatchSemaphore(value: 0)
     private let lock = NSLock()
     private var exitStatus: Int32?
 
-    init(command: [String], output: Int32) throws {
+    package init(command: [String], output: Int32, errorOutput: Int32? = nil) throws {
         do {
             pid = try spawnInOwnGroup(command) { actions in
                 posix_spawn_file_actions_adddup2(&actions, output, 1)
-                posix_spawn_file_actions_adddup2(&actions, output, 2)
+                posix_spawn_file_actions_adddup2(&actions, errorOutput ?? output, 2)
             }
         } catch {
             throw GuestTestBedError("\(error)")
@@ -34,7 +35,7 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// The exit status, or nil when the process is still running after `timeout` (nil: forever).
-    func wait(timeout: Duration?) -> Int32? {
+    package func wait(timeout: Duration?) -> Int32? {
         lock.lock()
         if let status = exitStatus {
             lock.unlock()
@@ -53,7 +54,7 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// Sends `signal` to the whole process group, unless the process has been reaped.
-    func kill(_ signal: Int32) {
+    package func kill(_ signal: Int32) {
         lock.lock()
         defer { lock.unlock() }
         if exitStatus == nil { _ = Glibc.kill(-pid, signal) }

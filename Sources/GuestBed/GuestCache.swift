@@ -10,13 +10,7 @@ struct GuestCache {
     var kernel: String { "\(directory)/kernel" }
     var modulesDirectory: String { "\(directory)/modules/\(version)" }
 
-    static var directory: String {
-        let env = ProcessInfo.processInfo.environment
-        if let dir = env["VHOST_USER_GUEST_CACHE"], !dir.isEmpty { return dir }
-        let cacheHome = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? "\(env["HOME"] ?? NSHomeDirectory())/.cache"
-        return "\(cacheHome)/vhost-user-devices/guest"
-    }
+    static var directory: String { cacheDirectory("guest", override: "VHOST_USER_GUEST_CACHE") }
 
     static func locate() throws -> GuestCache {
         let dir = directory

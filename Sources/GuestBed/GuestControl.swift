@@ -11,7 +11,9 @@
 //         })
 //
 // The host waits for the guest's lines on the guest's output port (a file QEMU writes, watched
-// with inotify): it never sleeps to guess when the guest got somewhere.
+// with inotify): it never sleeps to guess when the guest got somewhere. The other way round, the
+// host action's `send` lines reach the script on its descriptor 3 (`read -r reply <&3`), so a
+// guest can wait for the host to finish checking something while the devices are attached.
 
 import Foundation
 import Glibc
@@ -20,10 +22,24 @@ import Glibc
 public final class GuestControl: Sendable {
     private let daemons: DaemonSet
     private let output: OutputWatcher
+    private let inputPath: String
 
-    init(daemons: DaemonSet, output: OutputWatcher) {
+    init(daemons: DaemonSet, output: OutputWatcher, inputPath: String) {
         self.daemons = daemons
         self.output = output
+        self.inputPath = inputPath
+    }
+
+    /// Sends `line` to the guest script, which reads it with `read -r VARIABLE <&3` (the guest's
+    /// third serial port). Send only after a line of the script's (`waitForLine`) says it is running.
+    public func send(_ line: String) throws {
+        let fd = open(inputPath, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw GuestTestBedError("cannot open the guest's input \(inputPath): errno \(errno)") }
+        defer { close(fd) }
+        let bytes = Array((line + "\n").utf8)
+        guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
+            throw GuestTestBedError("cannot write to the guest's input \(inputPath): errno \(errno)")
+        }
     }
 
     /// Waits until the guest script prints a line for which `predicate` is true and returns it.

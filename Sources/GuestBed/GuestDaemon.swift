@@ -9,6 +9,9 @@ public struct GuestDaemon: Sendable {
         case product(String)
         /// A full command line; each argument's `{socket}` is replaced by the socket path.
         case command([String])
+        /// A backend that is already listening on this socket, started by someone else (e.g. a
+        /// systemd socket unit): the bed starts and stops nothing, QEMU just connects to it.
+        case listening(socket: String)
     }
 
     public var launch: Launch
@@ -31,6 +34,14 @@ public struct GuestDaemon: Sendable {
     ) {
         self.launch = .product(executable)
         self.arguments = arguments
+        self.qemuDevice = qemuDevice
+        self.qemuDeviceOptions = qemuDeviceOptions
+        self.qemuChardevOptions = qemuChardevOptions
+    }
+
+    /// A backend listening on `socket` already, e.g. through systemd socket activation.
+    public init(listeningOn socket: String, qemuDevice: String, qemuDeviceOptions: String = "", qemuChardevOptions: String = "") {
+        self.launch = .listening(socket: socket)
         self.qemuDevice = qemuDevice
         self.qemuDeviceOptions = qemuDeviceOptions
         self.qemuChardevOptions = qemuChardevOptions

@@ -12,6 +12,9 @@
 //         timeout: .seconds(120))
 //     #expect(result.status == 0)
 //
+// A daemon that someone else runs (a systemd socket unit, see Tests/SystemdTests) is attached with
+// `GuestDaemon(listeningOn: SOCKET, ...)`: the bed only connects QEMU to it.
+//
 // Guests run one at a time; a boot to the script takes about 3-4 s under TCG.
 
 import Foundation
@@ -76,12 +79,17 @@ public enum GuestTestBed {
 
         let consolePath = "\(tmp)/console.log"
         let outputPath = "\(tmp)/output.log"
+        // The host's input to the script: QEMU's `pipe` chardev reads INPUT.in and writes INPUT.out.
+        let inputPath = "\(tmp)/input"
+        for fifo in ["\(inputPath).in", "\(inputPath).out"] where mkfifo(fifo, 0o600) != 0 {
+            throw GuestTestBedError("mkfifo \(fifo): errno \(errno)")
+        }
         var arguments = [
             "-accel", "tcg", "-cpu", "max",
             "-machine", "q35,memory-backend=mem",
             "-object", "memory-backend-memfd,id=mem,size=512M,share=on", "-m", "512M",
             "-smp", "\(cpus)", "-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
-            "-serial", "file:\(consolePath)", "-serial", "file:\(outputPath)",
+            "-serial", "file:\(consolePath)", "-serial", "file:\(outputPath)", "-serial", "pipe:\(inputPath)",
             "-kernel", cache.kernel, "-initrd", initramfs,
             "-append", "console=ttyS0 panic=-1",
         ]
@@ -97,7 +105,7 @@ public enum GuestTestBed {
         let qemuLogPath = "\(tmp)/qemu.log"
         let exit = try runQEMU(arguments: arguments, logPath: qemuLogPath, timeout: timeout) { qemuProcess in
             guard let hostAction, let watcher else { return nil }
-            return HostActionThread.start(hostAction, GuestControl(daemons: running, output: watcher)) {
+            return HostActionThread.start(hostAction, GuestControl(daemons: running, output: watcher, inputPath: "\(inputPath).in")) {
                 qemuProcess.kill(SIGKILL)
             }
         } afterExit: { action in

@@ -10,7 +10,8 @@ enum Initramfs {
     static func endMarker(_ nonce: String) -> String { "<<<guest-status \(nonce) " }
 
     /// `/init`: mounts, loads the modules in order, runs /test.sh with its output between markers on
-    /// /dev/ttyS1, and powers off.
+    /// /dev/ttyS1 and the host's input (`GuestControl.send`) on descriptor 3 (/dev/ttyS2, opened
+    /// before the script starts so that nothing the host sends is lost), and powers off.
     static func initScript(modules: [String], nonce: String) -> String {
         let inserts = modules.map { "insmod \($0) || { echo \"init: insmod \($0) failed\"; exit 125; }" }
         return """
@@ -20,6 +21,8 @@ enum Initramfs {
             mount -t devtmpfs devtmpfs /dev
             mount -t tmpfs tmpfs /tmp
             stty -F /dev/ttyS1 raw -echo 2>/dev/null
+            stty -F /dev/ttyS2 raw -echo clocal 2>/dev/null
+            exec 3< /dev/ttyS2
             out=/dev/ttyS1
             echo '\(beginMarker(nonce))' > $out
             (

@@ -35,6 +35,8 @@ final class RunningDaemon: @unchecked Sendable {
             command = [path, "--socket-path", socket] + daemon.arguments
         case .command(let full):
             command = full.map { $0.replacingOccurrences(of: "{socket}", with: socket) }
+        case .listening:
+            throw GuestTestBedError("a daemon listening on \(socket) on its own is not started by the bed")
         }
         if !command[0].contains("/") { command[0] = try findInPath(command[0]) }
 

@@ -52,6 +52,34 @@ struct GuestTestBedSelfTests {
     }
 }
 
+/// The host action talks to the guest script both ways: the guest's lines to the host, the host's
+/// lines (`GuestControl.send`) to the script's descriptor 3, in order, none lost.
+@Suite(.enabled(if: GuestTestBed.enabled, "VHOST_USER_SKIP_GUEST_TESTS=1"))
+struct GuestControlSelfTests {
+    @Test func guestScriptReadsTheLinesTheHostSends() throws {
+        let result = try GuestTestBed.run(
+            daemons: [], modules: [],
+            script: """
+                for i in 1 2 3; do
+                    echo "@@ready $i"
+                    read -r reply <&3
+                    echo "reply $i=$reply"
+                done
+                """,
+            timeout: .seconds(60)
+        ) { control in
+            for i in 1...3 {
+                try control.waitForLine("@@ready \(i)", timeout: .seconds(50))
+                try control.send("from the host, line \(i)")
+            }
+        }
+        #expect(result.status == 0, "\(result.output)")
+        for i in 1...3 {
+            #expect(result.values["reply \(i)"] == "from the host, line \(i)", "\(result.output)")
+        }
+    }
+}
+
 /// The parts of the bed that need no guest.
 struct GuestTestBedUnitTests {
     @Test func outputIsTakenBetweenTheMarkersWithTheStatus() {
