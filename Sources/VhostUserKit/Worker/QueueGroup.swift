@@ -37,7 +37,9 @@ public final class QueueGroup: @unchecked Sendable {  // handed to its worker wh
     }
 
     private let handler: any GroupHandler
-    private var members: [Member]
+    /// The members' state, touched on every turn: a buffer, not an array, so the hot path pays no
+    /// exclusivity checks or copies.
+    private let members: UnsafeMutableBufferPointer<Member>
     /// Member position by device queue index (-1: not a member).
     private let positions: [Int]
     private let epoll: Epoll
@@ -48,8 +50,10 @@ public final class QueueGroup: @unchecked Sendable {  // handed to its worker wh
     private var watches: [UInt32: Int32] = [:]
     private var lastWatch: UInt32 = 0
     private let stopFlag = Atomic<Bool>(false)
-    private var busyTurns = 0
-    private var spare: [UInt64] = []
+    /// Only the group's thread touches it, once a busy turn.
+    @exclusivity(unchecked) private var busyTurns = 0
+    /// The completion port's swap buffer, reused by every drain.
+    private let spare = UnsafeMutablePointer<[UInt64]>.allocate(capacity: 1)
     private let tokens = UnsafeMutablePointer<UInt64>.allocate(capacity: Int(eventCapacity))
     private let readiness = UnsafeMutablePointer<UInt32>.allocate(capacity: Int(eventCapacity))
 
@@ -72,7 +76,10 @@ public final class QueueGroup: @unchecked Sendable {  // handed to its worker wh
         self.handler = handler
         self.pollNanoseconds = pollNanoseconds
         self.logger = logger
-        members = queues.indices.map { Member(queue: queues[$0], kick: $0 < kicks.count ? kicks[$0] : nil) }
+        members = .allocate(capacity: queues.count)
+        _ = members.initialize(from: queues.indices.map { Member(queue: queues[$0], kick: $0 < kicks.count ? kicks[$0] : nil) })
+        spare.initialize(to: [])
+        spare.pointee.reserveCapacity(64)
         hasPolledMember = members.contains { $0.kick == nil }
         var positions = [Int](repeating: -1, count: (queues.map(\.index).max() ?? 0) + 1)
         for (position, queue) in queues.enumerated() { positions[queue.index] = position }
@@ -86,10 +93,13 @@ public final class QueueGroup: @unchecked Sendable {  // handed to its worker wh
             try epoll.add(member.queue.completionPort.wake.rawValue, token: Self.token(.queueWake, position))
         }
         try epoll.add(waker.event.rawValue, token: Self.token(.waker, 0))
-        spare.reserveCapacity(64)
     }
 
     deinit {
+        members.deinitialize()
+        members.deallocate()
+        spare.deinitialize(count: 1)
+        spare.deallocate()
         tokens.deallocate()
         readiness.deallocate()
     }
@@ -165,7 +175,7 @@ public final class QueueGroup: @unchecked Sendable {  // handed to its worker wh
     public func turn(timeoutMilliseconds: Int32 = -1) {
         processDueQueues()
         if isStopping { return }
-        if settle() || members.contains { $0.due } {
+        if settle() || members.contains(where: { $0.due }) {
             // Still busy: look at the descriptors and timers only now and then, so a busy ring is not
             // slowed by a system call per batch, and they still get their turn.
             busyTurns += 1
@@ -182,7 +192,7 @@ public final class QueueGroup: @unchecked Sendable {  // handed to its worker wh
     public func finish() {
         handler.stop(self)
         for queue in queues {
-            queue.completionPort.drain(into: queue, spare: &spare)
+            queue.completionPort.drain(into: queue, spare: &spare.pointee)
             queue.publish()
         }
     }
@@ -194,7 +204,7 @@ public final class QueueGroup: @unchecked Sendable {  // handed to its worker wh
             members[position].due = false
             let queue = members[position].queue
             queue.disableNotifications()
-            queue.completionPort.drain(into: queue, spare: &spare)
+            queue.completionPort.drain(into: queue, spare: &spare.pointee)
             let result = handler.process(queue, in: self)
             queue.checkMemory()
             queue.publish()
@@ -225,11 +235,11 @@ public final class QueueGroup: @unchecked Sendable {  // handed to its worker wh
                 for position in members.indices where members[position].state != .retrying {
                     if members[position].queue.hasAvailable { members[position].due = true; found = true }
                 }
+                if found { return true }
                 if handler.hasPendingWork {
                     for position in members.indices where members[position].state != .retrying { members[position].due = true }
-                    found = true
+                    return true
                 }
-                if found { return true }
                 if isStopping { return false }
                 sched_yield()
             } while monotonicNanoseconds() < deadline

@@ -6,6 +6,8 @@ public final class QueueHandlerGroup: GroupHandler {
     /// The handlers, by device queue index (nil for queues outside the group).
     private let handlers: [QueueHandler?]
     private let members: [(index: Int, handler: QueueHandler)]
+    /// The handler of a group of one queue, the common case, called without a table lookup.
+    private let only: QueueHandler?
     /// Which member queue each wake descriptor belongs to.
     private var owners: [Watch: Int] = [:]
 
@@ -15,6 +17,7 @@ public final class QueueHandlerGroup: GroupHandler {
         for (queue, handler) in handlers { table[queue] = handler }
         self.handlers = table
         self.members = handlers.map { ($0.queue, $0.handler) }
+        only = handlers.count == 1 ? handlers[0].handler : nil
     }
 
     public func start(_ group: QueueGroup) {
@@ -30,7 +33,7 @@ public final class QueueHandlerGroup: GroupHandler {
     }
 
     public func process(_ queue: Virtqueue, in group: QueueGroup) -> ProcessResult {
-        handlers[queue.index]!.process(queue)
+        (only ?? handlers[queue.index]!).process(queue)
     }
 
     public func handle(_ event: GroupEvent, in group: QueueGroup) {
@@ -41,5 +44,8 @@ public final class QueueHandlerGroup: GroupHandler {
         for queue in group.queues { handlers[queue.index]?.stop(queue) }
     }
 
-    public var hasPendingWork: Bool { members.contains { $0.handler.hasPendingWork } }
+    public var hasPendingWork: Bool {
+        if let only { return only.hasPendingWork }
+        return members.contains { $0.handler.hasPendingWork }
+    }
 }
