@@ -50,6 +50,9 @@ final class SocketEchoDevice: VhostUserDevice {
         waker.withLock { $0 }?.wake()
     }
 
+    /// The socket `attach` handed over, if any, taken by the running handler.
+    func takeIncoming() -> OwnedDescriptor? { incoming.withLock { s in defer { s = nil }; return s } }
+
     func record(_ entry: String) { log.withLock { $0.append(entry) } }
     var entries: [String] { log.withLock { $0 } }
 
@@ -70,7 +73,7 @@ final class SocketEchoDevice: VhostUserDevice {
             host = device.host.withLock { h in defer { h = HostSide() }; return h }
             device.waker.withLock { $0 = group.waker }
             device.record("start \(group.queues.map(\.index))")
-            if let fresh = device.incoming.withLock({ s in defer { s = nil }; return s }) { host.socket = fresh }
+            if let fresh = device.takeIncoming() { host.socket = fresh }
             watchSocket(group)
             flushDue = !host.received.isEmpty
         }
@@ -98,7 +101,7 @@ final class SocketEchoDevice: VhostUserDevice {
                 group.wakeQueue(SocketEchoDevice.receiveQueue)
             case .wake:
                 device.record("wake")
-                if let fresh = device.incoming.withLock({ s in defer { s = nil }; return s }) {
+                if let fresh = device.takeIncoming() {
                     if let watch { group.unwatch(watch) }
                     watch = nil
                     host.socket = fresh

@@ -108,15 +108,20 @@ public final class QueueGroup: @unchecked Sendable {  // handed to its worker wh
 
     /// The member queue with device index `index`, if it runs in this group.
     public func queue(_ index: Int) -> Virtqueue? {
-        guard index >= 0, index < positions.count, positions[index] >= 0 else { return nil }
-        return queues[positions[index]]
+        position(of: index).map { queues[$0] }
     }
 
     /// Has the handler process queue `index` in the next turn, as if it had been kicked (e.g. host data
     /// arrived for a receive queue). Does nothing for a queue outside the group.
     public func wakeQueue(_ index: Int) {
-        guard index >= 0, index < positions.count, positions[index] >= 0 else { return }
-        members[positions[index]].due = true
+        guard let position = position(of: index) else { return }
+        members[position].due = true
+    }
+
+    /// The member position of device queue `index`, or nil when it is not a running member.
+    private func position(of index: Int) -> Int? {
+        guard index >= 0, index < positions.count, positions[index] >= 0 else { return nil }
+        return positions[index]
     }
 
     /// Starts watching `fd` (which the handler keeps open until it unwatches it) for `interest`; the
