@@ -23,7 +23,7 @@ public struct SensorConfiguration: Sendable, Equatable {
 /// register from its first byte, repeating it when the master reads on. Refused with a NACK: a pointer
 /// above 3, data for the temperature register, more data bytes than the register holds.
 public final class TemperatureSensor: SimulatedClient {
-    public enum Register: UInt8 { case temperature = 0, configuration, hysteresis, overTemperature }
+    public enum Register: UInt8, Sendable { case temperature = 0, configuration, hysteresis, overTemperature }
 
     public let addresses: [I2CAddress]
     public private(set) var pointer = Register.temperature
