@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// One I2C message as a test writes it.
-enum Message {
+enum Message: Sendable {
     case write(I2CAddress, [UInt8])
     case read(I2CAddress, Int)
 }
