@@ -21,7 +21,8 @@ public struct SensorConfiguration: Sendable, Equatable {
 ///
 /// A write message is the pointer byte, then data for the register it selects. Reads return the selected
 /// register from its first byte, repeating it when the master reads on. Refused with a NACK: a pointer
-/// above 3, data for the temperature register, more data bytes than the register holds.
+/// above 3, data for the temperature register, more data bytes than the register holds, half of a
+/// 16-bit register.
 public final class TemperatureSensor: SimulatedClient {
     public enum Register: UInt8, Sendable { case temperature = 0, configuration, hysteresis, overTemperature }
 

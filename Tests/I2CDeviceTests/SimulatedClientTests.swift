@@ -103,6 +103,7 @@ struct SimulatedClientTests {
         #expect(!write(s, [4]))
         #expect(!write(s, [0, 0x10]))
         #expect(!write(s, [1, 1, 1]))
+        #expect(!write(s, [3, 0x50]))
         #expect(TemperatureSensor.encode(celsius: -25) == 0xe700)
     }
 }
