@@ -62,29 +62,29 @@ public final class RPMBImage {
     /// Opens an image and recovers its state: the current slot's write is (re)applied in place.
     public init(file: any ImageFile) throws(RPMBImageError) {
         self.file = file
+        capacityUnits = try Self.readSuperblock(file)
         slot = .allocate(byteCount: Self.slotSize, alignment: 4096)
         slot.initializeMemory(as: UInt8.self, repeating: 0)
-        var units = 0
-        do {
-            try withUnsafeTemporaryAllocation(byteCount: 64, alignment: 8) { (header) throws(RPMBImageError) in
-                guard file.size >= Self.dataOffset else { throw RPMBImageError("not an RPMB image: too small") }
-                try file.read(at: 0, into: header)
-                guard Array(header[0..<8]) == Self.magic else { throw RPMBImageError("not an RPMB image: bad magic") }
-                guard Self.digest(UnsafeRawBufferPointer(rebasing: header[0..<32])) == Array(header[32..<64]) else {
-                    throw RPMBImageError("the image's superblock is damaged (checksum mismatch)")
-                }
-                let version = header.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian
-                guard version == Self.version else { throw RPMBImageError("unsupported image version \(version)") }
-                units = Int(header.loadUnaligned(fromByteOffset: 12, as: UInt32.self).littleEndian)
-                guard (1...Self.maxCapacityUnits).contains(units), file.size >= Self.fileSize(capacityUnits: units) else {
-                    throw RPMBImageError("the image's capacity (\(units) units) does not match its size")
-                }
+        // Fully initialized from here: if recovery throws, deinit frees the slot.
+        try recover()
+    }
+
+    /// Checks the superblock; returns the capacity in units.
+    private static func readSuperblock(_ file: any ImageFile) throws(RPMBImageError) -> Int {
+        guard file.size >= dataOffset else { throw RPMBImageError("not an RPMB image: too small") }
+        return try withUnsafeTemporaryAllocation(byteCount: 64, alignment: 8) { (header) throws(RPMBImageError) -> Int in
+            try file.read(at: 0, into: header)
+            guard Array(header[0..<8]) == magic else { throw RPMBImageError("not an RPMB image: bad magic") }
+            guard digest(UnsafeRawBufferPointer(rebasing: header[0..<32])) == Array(header[32..<64]) else {
+                throw RPMBImageError("the image's superblock is damaged (checksum mismatch)")
             }
-            capacityUnits = units
-            try recover()
-        } catch {
-            slot.deallocate()
-            throw error
+            let found = header.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian
+            guard found == version else { throw RPMBImageError("unsupported image version \(found)") }
+            let units = Int(header.loadUnaligned(fromByteOffset: 12, as: UInt32.self).littleEndian)
+            guard (1...maxCapacityUnits).contains(units), file.size >= fileSize(capacityUnits: units) else {
+                throw RPMBImageError("the image's capacity (\(units) units) does not match its size")
+            }
+            return units
         }
     }
 
