@@ -110,7 +110,7 @@ let package = Package(
 
         // Real Linux guests under an unmodified QEMU (TCG), attached to daemon processes: the bed
         // the guest tests and the demo boot guests with.
-        .target(name: "GuestBed", dependencies: ["VhostUserTesting"]),
+        .target(name: "GuestBed", dependencies: ["VhostUserTesting"], exclude: ["GuestTools"]),
         // A real systemd (PID 1 of a container booted from a minimal Debian root) with the project
         // installed by `make install`: the bed the systemd unit tests run the units in.
         .target(name: "SystemdBed", dependencies: ["GuestBed", "CVhostUser"]),

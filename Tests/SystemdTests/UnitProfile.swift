@@ -45,7 +45,7 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
     /// Every daemon with units in systemd/, with its profile.
     static let all: [UnitProfile] = Installation.daemons.map { known[$0] ?? generic($0) }
 
-    static let known: [String: UnitProfile] = [rng, blk].reduce(into: [:]) { $0[$1.daemon] = $1 }
+    static let known: [String: UnitProfile] = [rng, blk, rpmb].reduce(into: [:]) { $0[$1.daemon] = $1 }
 
     /// Boots a container with the project installed and the instance `vm1` set up: its options
     /// file written, `setUp` run, `serviceDropIn` (when given) added to the service as a drop-in,
@@ -148,6 +148,35 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
             #expect(first["serial"] == "vm1-disk0", "the guest's disk serial: \(first["serial"] ?? "none")")
             // --engine io_uring under both system-call filters, and --log-level debug.
             try container.waitForJournal(of: "vhost-user-blk@vm1.service", containing: "queue 0: io_uring engine",
+                                         priority: "debug", timeout: .seconds(10))
+        })
+
+    // MARK: rpmb
+
+    /// An image made in the state directory before the units start, attached through QEMU's generic
+    /// vhost-user-device-pci (no guest driver exists): the guest sees a virtio device with id 28.
+    /// Needs the rebuilt QEMU (`GuestMachine.genericDevice`): when main's bed has `machine:`, pass
+    /// it for this profile.
+    static let rpmb = UnitProfile(
+        daemon: "rpmb",
+        options: "VHOST_USER_RPMB_OPTIONS=\"--max-write-blocks 8 --max-read-blocks 16 --log-level debug\"\n",
+        setUp: """
+            set -e
+            mkdir -p /var/lib/vhost-user/rpmb
+            /usr/libexec/vhost-user-rpmb --create --image /var/lib/vhost-user/rpmb/vm1.img --capacity 256K
+            """,
+        qemuDevice: "vhost-user-device-pci", qemuDeviceOptions: ",virtio-id=28,num_vqs=1,config_size=3",
+        servingStatus: "front-end connected",
+        stopsWhileAttached: false,
+        guestScript: { _ in "echo \"rpmb_devices=$(grep -l 0x001c /sys/bus/virtio/devices/*/device | wc -l)\"" },
+        checkGuest: { run, values, _, _ in
+            #expect(values["rpmb_devices"] == "1", "run \(run): the guest sees \(values["rpmb_devices"] ?? "no") virtio devices with id 28")
+        },
+        checkOptions: { container, _ in
+            // The image in the state directory, opened by the dynamic user; --log-level debug.
+            try container.waitForJournal(of: "vhost-user-rpmb@vm1.service", containing: "vm1.img: 256 KiB, key not programmed",
+                                         priority: "info", timeout: .seconds(10))
+            try container.waitForJournal(of: "vhost-user-rpmb@vm1.service", containing: "queue 0 started",
                                          priority: "debug", timeout: .seconds(10))
         })
 
