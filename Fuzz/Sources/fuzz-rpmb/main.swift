@@ -23,7 +23,7 @@ final class MemoryFile: ImageFile {
     func sync() throws(RPMBImageError) {}
 }
 
-let key = AuthenticationKey((0..<32).map { UInt8($0 &* 5 &+ 1) })!
+nonisolated(unsafe) let key = AuthenticationKey((0..<32).map { UInt8($0 &* 5 &+ 1) })!
 let units = 1
 
 @_cdecl("LLVMFuzzerInitialize")
