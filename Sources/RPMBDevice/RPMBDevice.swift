@@ -23,6 +23,7 @@ public final class RPMBDevice: VhostUserDevice {
     /// The image and the request logic: one queue serves them, but each run of the queue (after a
     /// reconnect) makes a new handler, so they live here, behind a lock.
     let processor: Locked<RPMBProcessor>
+    private let logger: Logger
 
     public init(image: RPMBImage, limits: Limits = Limits(), logger: Logger = Logger(label: "vhost-user-rpmb")) throws(RPMBImageError) {
         guard (1...RPMBImage.maxBlocksPerWrite).contains(limits.maxWriteBlocks) else {
@@ -31,6 +32,7 @@ public final class RPMBDevice: VhostUserDevice {
         guard (1...255).contains(limits.maxReadBlocks) else { throw RPMBImageError("--max-read-blocks must be 1 to 255") }
         capacityUnits = image.capacityUnits
         self.limits = limits
+        self.logger = logger
         processor = Locked(RPMBProcessor(image: image, maxWriteBlocks: limits.maxWriteBlocks,
                                          maxReadBlocks: limits.maxReadBlocks, logger: logger))
     }
@@ -43,7 +45,12 @@ public final class RPMBDevice: VhostUserDevice {
 
     public var config: [UInt8] { [UInt8(capacityUnits), UInt8(limits.maxWriteBlocks), UInt8(limits.maxReadBlocks)] }
 
-    public func readConfig(offset: Int, count: Int) -> [UInt8] { Array(config[offset..<offset + count]) }
+    /// The config bytes the front-end asks for (the kit checked the range); logged at debug level, as
+    /// a driverless guest's reads of the config are all a VMM may ever send.
+    public func readConfig(offset: Int, count: Int) -> [UInt8] {
+        logger.debug("config read: \(count) bytes at \(offset)")
+        return Array(config[offset..<offset + count])
+    }
 
     public func makeQueueHandler(queue index: Int, features: UInt64) -> any QueueHandler {
         RPMBRequestQueue(device: self)
