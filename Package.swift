@@ -104,7 +104,8 @@ let package = Package(
         .executableTarget(
             name: "vhost-user-soak",
             dependencies: ["VhostUserTesting", "VhostUserKit", "BlockDevice",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Crypto", package: "swift-crypto")],
             path: "Soak/vhost-user-soak"
         ),
 
