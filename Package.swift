@@ -124,7 +124,8 @@ let package = Package(
                                                            .product(name: "Crypto", package: "swift-crypto"),
                                                            .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "RNGDeviceTests", dependencies: ["RNGDevice", "VhostUserKit", "VhostUserTesting"]),
-        .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting"]),
+        .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting",
+                                                       .product(name: "Crypto", package: "swift-crypto")]),
         // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
         .testTarget(name: "GuestTests", dependencies: ["GuestBed"]),
         // The installed units under a real systemd, serving a real guest.

@@ -60,7 +60,7 @@ struct RPMBCommand: ParsableCommand {
         if create { return try createImage() }
         runDaemon(Self.identity, options: daemon) {
             let file = try PosixImageFile(path: image!, durable: fsync)
-            let opened = try RPMBImage(file: file)
+            let opened = try RPMBImage(file: KillAfterStepImageFile.wrapping(file))
             let logger = Logger(label: "vhost-user-rpmb")
             logger.info("image \(image!): \(opened.capacityUnits * 128) KiB, key \(opened.key == nil ? "not programmed" : "programmed"), write counter \(opened.writeCounter)")
             return try RPMBDevice(image: opened, limits: .init(maxWriteBlocks: maxWriteBlocks, maxReadBlocks: maxReadBlocks), logger: logger)
