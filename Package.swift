@@ -9,8 +9,10 @@ let package = Package(
         .library(name: "VhostUserTesting", targets: ["VhostUserTesting"]),
         // Device libraries, for the fuzz package (Fuzz/), which builds them with the fuzzer's instrumentation.
         .library(name: "BlockDevice", targets: ["BlockDevice"]),
+        .library(name: "GPIODevice", targets: ["GPIODevice"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
+        .executable(name: "vhost-user-gpio", targets: ["vhost-user-gpio"]),
         .executable(name: "vhost-user-bench", targets: ["vhost-user-bench"]),
         .executable(name: "vhost-user-blk-bench", targets: ["vhost-user-blk-bench"]),
         .executable(name: "vhost-user-demo", targets: ["vhost-user-demo"]),
@@ -61,6 +63,16 @@ let package = Package(
             name: "vhost-user-blk",
             dependencies: ["BlockDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // The Linux GPIO character device (uAPI v2 ioctls) for vhost-user-gpio's passthrough chip.
+        .target(name: "CGPIO"),
+        .target(
+            name: "GPIODevice",
+            dependencies: ["VhostUserKit", "CVhostUser", "CGPIO", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "vhost-user-gpio",
+            dependencies: ["GPIODevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "vhost-user-rng",
             dependencies: ["RNGDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -98,6 +110,7 @@ let package = Package(
 
         .testTarget(name: "VhostUserKitTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CVhostUser"]),
         .testTarget(name: "BlockDeviceTests", dependencies: ["BlockDevice", "VhostUserKit", "VhostUserTesting"]),
+        .testTarget(name: "GPIODeviceTests", dependencies: ["GPIODevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "RNGDeviceTests", dependencies: ["RNGDevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting"]),
         // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
