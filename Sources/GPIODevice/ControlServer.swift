@@ -59,15 +59,18 @@ final class ControlServer {
         guard n > 0 else { return close(fd) }
         connection.pending += chunk[0..<n]
         while let newline = connection.pending.firstIndex(of: UInt8(ascii: "\n")) {
+            guard newline <= ControlCommand.maxLineBytes else { return refuseLongLine(fd) }
             let line = String(decoding: connection.pending[..<newline], as: UTF8.self)
             connection.pending.removeSubrange(...newline)
             if !reply(to: line, on: fd) { return close(fd) }
         }
-        guard connection.pending.count <= ControlCommand.maxLineBytes else {
-            _ = send("error: command longer than \(ControlCommand.maxLineBytes) bytes", on: fd)
-            return close(fd)
-        }
+        guard connection.pending.count <= ControlCommand.maxLineBytes else { return refuseLongLine(fd) }
         connections[fd] = connection
+    }
+
+    private func refuseLongLine(_ fd: Int32) {
+        _ = send("error: command longer than \(ControlCommand.maxLineBytes) bytes", on: fd)
+        close(fd)
     }
 
     /// Runs one command line; false when the reply could not be sent.

@@ -111,7 +111,7 @@ final class GPIOTestBench {
     /// Sends one control command and turns the group until its reply line arrives (bounded).
     func control(_ command: String, on socket: OwnedDescriptor) throws -> String {
         let bytes = Array((command + "\n").utf8)
-        guard write(socket.rawValue, bytes, bytes.count) == bytes.count else { throw TestError("control write failed") }
+        guard send(socket.rawValue, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else { throw TestError("control write failed") }
         var reply: [UInt8] = []
         for _ in 0..<500 {
             harness.wait(milliseconds: 10)
