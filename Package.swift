@@ -81,7 +81,7 @@ let package = Package(
         // Benchmarks (not tests): throughput through the fake frontend.
         .executableTarget(
             name: "vhost-user-bench",
-            dependencies: ["VhostUserTesting", "VhostUserKit", "RNGDevice"],
+            dependencies: ["VhostUserTesting", "VhostUserKit", "RNGDevice", "GPIODevice"],
             path: "Benchmarks/vhost-user-bench"
         ),
         // vhost-user-blk load generator and data verifier driven by libblkio (scripts/bench-blk).
@@ -101,7 +101,7 @@ let package = Package(
 
         // Real Linux guests under an unmodified QEMU (TCG), attached to daemon processes: the bed
         // the guest tests and the demo boot guests with.
-        .target(name: "GuestBed", dependencies: ["VhostUserTesting"]),
+        .target(name: "GuestBed", dependencies: ["VhostUserTesting"], exclude: ["GuestTools"]),
         // A real systemd (PID 1 of a container booted from a minimal Debian root) with the project
         // installed by `make install`: the bed the systemd unit tests run the units in.
         .target(name: "SystemdBed", dependencies: ["GuestBed", "CVhostUser"]),
