@@ -111,35 +111,32 @@ final class GPIOGroupHandler: GroupHandler, GPIOChipEvents {
     }
 
     private func perform(_ kind: VirtioGPIO.RequestType, line: Int, value: UInt32, _ chip: any GPIOChip) throws(RequestRefusal) -> UInt8 {
-        do {
-            switch kind {
-            case .getNames:
-                return 0
-            case .getDirection:
-                return try chip.direction(of: line).rawValue
-            case .setDirection:
-                guard value <= UInt8.max, let direction = LineDirection(rawValue: UInt8(value)) else { throw RequestRefusal.badValue }
-                // Only an input interrupts; NONE also discards the line's state (5.17.6.2).
-                if direction != .input { disableInterrupt(line, chip) }
-                try chip.setDirection(direction, of: line)
-                return 0
-            case .getValue:
-                return try chip.value(of: line) ? 1 : 0
-            case .setValue:
-                guard value <= 1 else { throw RequestRefusal.badValue }
-                try chip.setValue(value == 1, of: line)
-                return 0
-            case .setIRQType:
-                try setTrigger(line: line, value: value, chip)
-                return 0
-            }
-        } catch let error as GPIOChipError {
-            throw .chip(error)
-        } catch let error as RequestRefusal {
-            throw error
-        } catch {
-            throw .badValue
+        switch kind {
+        case .getNames:
+            return 0
+        case .getDirection:
+            return try onChip { () throws(GPIOChipError) in try chip.direction(of: line) }.rawValue
+        case .setDirection:
+            guard value <= UInt8.max, let direction = LineDirection(rawValue: UInt8(value)) else { throw .badValue }
+            // Only an input interrupts; NONE also discards the line's state (5.17.6.2).
+            if direction != .input { disableInterrupt(line, chip) }
+            try onChip { () throws(GPIOChipError) in try chip.setDirection(direction, of: line) }
+            return 0
+        case .getValue:
+            return try onChip { () throws(GPIOChipError) in try chip.value(of: line) } ? 1 : 0
+        case .setValue:
+            guard value <= 1 else { throw .badValue }
+            try onChip { () throws(GPIOChipError) in try chip.setValue(value == 1, of: line) }
+            return 0
+        case .setIRQType:
+            try setTrigger(line: line, value: value, chip)
+            return 0
         }
+    }
+
+    /// A chip operation whose refusal becomes the request's.
+    private func onChip<T>(_ operation: () throws(GPIOChipError) -> T) throws(RequestRefusal) -> T {
+        do { return try operation() } catch { throw .chip(error) }
     }
 
     /// SET_IRQ_TYPE: enabling starts the chip's change reports on the line; NONE returns its eventq
@@ -151,16 +148,8 @@ final class GPIOGroupHandler: GroupHandler, GPIOChipEvents {
         if trigger == current { return }
         guard trigger == .none || current == .none else { throw .triggerChange(from: current, to: trigger) }
         if trigger == .none { return disableInterrupt(line, chip) }
-        do {
-            guard try chip.direction(of: line) != .output else { throw RequestRefusal.interruptOnOutput }
-            try chip.setChangeReports(true, of: line)
-        } catch let error as GPIOChipError {
-            throw .chip(error)
-        } catch let error as RequestRefusal {
-            throw error
-        } catch {
-            throw .badValue
-        }
+        guard try onChip({ () throws(GPIOChipError) in try chip.direction(of: line) }) != .output else { throw .interruptOnOutput }
+        try onChip { () throws(GPIOChipError) in try chip.setChangeReports(true, of: line) }
         _ = interrupts.setTrigger(trigger, of: line)
     }
 

@@ -6,7 +6,7 @@
 //   gpio-tool loop CHIP OUT IN                  drive OUT high then low, reading IN each time
 //   gpio-tool wait CHIP LINE EDGE MS COUNT      wait for COUNT edges (rising|falling|both) on LINE,
 //                                               at most MS milliseconds for each; prints "waiting"
-//                                               once the interrupt is armed, then one line per event
+//                                               once the interrupt is armed, then EDGE.eventN=rising|falling
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -110,12 +110,12 @@ static int wait_edges(int chip, unsigned line, const char *edge, int millisecond
         int ready = poll(&pfd, 1, milliseconds);
         if (ready < 0) return fail("poll");
         if (ready == 0) {
-            printf("timeout\n");
+            printf("%s.timeout=%d\n", edge, i + 1);
             return 2;
         }
         struct gpio_v2_line_event event;
         if (read(request, &event, sizeof(event)) != sizeof(event)) return fail("read");
-        printf("event=%s\n", event.id == GPIO_V2_LINE_EVENT_RISING_EDGE ? "rising" : "falling");
+        printf("%s.event%d=%s\n", edge, i + 1, event.id == GPIO_V2_LINE_EVENT_RISING_EDGE ? "rising" : "falling");
         fflush(stdout);
     }
     return 0;
