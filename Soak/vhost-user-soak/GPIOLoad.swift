@@ -19,7 +19,7 @@ final class GPIOLoad: LoadProfile {
         case either
         case names
     }
-    private var expected: [Int: (Expect, responseSize: Int)] = [:]
+    private var expected: [Int: (Expect, responseSize: Int, request: String)] = [:]
     private var nextTag = 0
     private(set) var bytesVerified = 0
 
@@ -44,7 +44,7 @@ final class GPIOLoad: LoadProfile {
         let responseSize = random.weighted([(wanted, 8), (1, 1), (wanted + 8, 1)])
         for i in 0..<responseSize { slab[64 + i] = 0xee }
         nextTag += 1
-        expected[nextTag] = (expectation(type: type, line: Int(line), value: value), responseSize)
+        expected[nextTag] = (expectation(type: type, line: Int(line), value: value), responseSize, "type \(type) line \(line) value \(value)")
         return LoadRequest(buffers: [SlabBuffer(offset: 0, length: 8, writable: false),
                                      SlabBuffer(offset: 64, length: responseSize, writable: true)], tag: nextTag)
     }
@@ -62,7 +62,7 @@ final class GPIOLoad: LoadProfile {
     }
 
     func complete(_ tag: Int, usedLength: UInt32, slab: UnsafeMutableRawBufferPointer) -> String? {
-        guard let (expect, responseSize) = expected.removeValue(forKey: tag) else { return "completion of an unknown request \(tag)" }
+        guard let (expect, responseSize, request) = expected.removeValue(forKey: tag) else { return "completion of an unknown request \(tag)" }
         let response = Array(slab[64..<64 + responseSize])
         let status = response[0]
         func length(_ n: Int) -> String? { usedLength == UInt32(n) ? nil : "used length \(usedLength), not \(n), for \(expect)" }
@@ -72,11 +72,11 @@ final class GPIOLoad: LoadProfile {
             guard Array(response.prefix(Self.namesResponse.count)) == Self.namesResponse else { return "GET_NAMES returned \(response)" }
         case .names, .error:
             if let wrong = length(min(2, responseSize)) { return wrong }
-            guard status == 1, responseSize == 1 || response[1] == 0 else { return "a malformed request got \(response.prefix(2))" }
+            guard status == 1, responseSize == 1 || response[1] == 0 else { return "\(request) got \(response.prefix(2))" }
         case let .ok(limit):
             if responseSize == 1 { return length(1) ?? (status == 1 ? nil : "a one-byte response got status \(status)") }
             if let wrong = length(2) { return wrong }
-            guard status == 0, response[1] < limit else { return "a well-formed request got \(response.prefix(2))" }
+            guard status == 0, response[1] < limit else { return "\(request) got \(response.prefix(2))" }
         case .either:
             if let wrong = length(min(2, responseSize)) { return wrong }
             guard status <= 1 else { return "SET_IRQ_TYPE got status \(status)" }

@@ -144,11 +144,13 @@ final class GPIOGroupHandler: GroupHandler, GPIOChipEvents {
     private func setTrigger(line: Int, value: UInt32, _ chip: any GPIOChip) throws(RequestRefusal) {
         guard interruptsNegotiated else { throw .interruptsNotNegotiated }
         guard value <= UInt8.max, let trigger = IRQTrigger(rawValue: UInt8(value)) else { throw .badValue }
+        // A line the host keeps is refused whatever the trigger.
+        let direction = try onChip { () throws(GPIOChipError) in try chip.direction(of: line) }
         let current = interrupts.triggers[line]
         if trigger == current { return }
         guard trigger == .none || current == .none else { throw .triggerChange(from: current, to: trigger) }
         if trigger == .none { return disableInterrupt(line, chip) }
-        guard try onChip({ () throws(GPIOChipError) in try chip.direction(of: line) }) != .output else { throw .interruptOnOutput }
+        guard direction != .output else { throw .interruptOnOutput }
         try onChip { () throws(GPIOChipError) in try chip.setChangeReports(true, of: line) }
         _ = interrupts.setTrigger(trigger, of: line)
     }

@@ -98,7 +98,9 @@ struct GPIORequestTests {
         let bench = try GPIOTestBench()
         for type in [T.requestType.getDirection, T.requestType.setDirection, T.requestType.getValue,
                      T.requestType.setValue, T.requestType.setIRQType] {
-            #expect(bench.request(type, line: 7, value: 1) == (T.error, 0, 2), "type \(type)")
+            for value: UInt32 in [0, 1] {
+                #expect(bench.request(type, line: 7, value: value) == (T.error, 0, 2), "type \(type) value \(value)")
+            }
         }
         #expect(bench.request(T.requestType.getDirection, line: 6) == (T.ok, 2, 2))
     }
