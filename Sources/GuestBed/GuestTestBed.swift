@@ -47,20 +47,26 @@ public enum GuestTestBed {
     /// (it blocks forever when a daemon accepts the connection but never answers). The guest has
     /// `cpus` virtual CPUs (a multi-queue driver uses at most one queue per CPU).
     ///
+    /// `machine` chooses the kernel and the QEMU (`GuestMachine`: Debian's kernel and modules under the
+    /// installed QEMU by default); `tools` names static helper programs for the guest (`GuestTools`),
+    /// placed at `/bin/<name>`.
+    ///
     /// `hostAction`, when given, runs on a thread of its own once QEMU has started: it acts on the
     /// host while the guest runs, in step with the lines the guest script prints (see
     /// `GuestControl`). When it throws, QEMU is killed and the run fails with its error; the run
     /// waits for it to return after QEMU exits.
     public static func run(
         daemons: [GuestDaemon], modules: [String], script: String, timeout: Duration, cpus: Int = 1,
+        machine: GuestMachine = .standard, tools: [String] = [],
         hostAction: (@Sendable (GuestControl) throws -> Void)? = nil
     ) throws -> GuestResult {
         guestLock.lock()
         defer { guestLock.unlock() }
         let start = ContinuousClock.now
 
-        let cache = try GuestCache.locate()
-        let initramfsModules = try cache.resolve(modules)
+        let (kernel, initramfsModules) = try machine.kernelAndModules(modules)
+        let qemuPath = try machine.qemuPath()
+        let guestTools = try GuestTools.compile(tools)
 
         let tmp = FileManager.default.temporaryDirectory
             .appendingPathComponent("guest-\(UUID().uuidString.prefix(8))").path
@@ -74,7 +80,7 @@ public enum GuestTestBed {
         let nonce = UUID().uuidString
         let initramfs = "\(tmp)/initramfs.cpio"
         try Initramfs.build(
-            modules: initramfsModules, script: script, nonce: nonce
+            modules: initramfsModules, tools: guestTools, script: script, nonce: nonce
         ).write(to: URL(fileURLWithPath: initramfs))
 
         let consolePath = "\(tmp)/console.log"
@@ -90,7 +96,7 @@ public enum GuestTestBed {
             "-object", "memory-backend-memfd,id=mem,size=512M,share=on", "-m", "512M",
             "-smp", "\(cpus)", "-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
             "-serial", "file:\(consolePath)", "-serial", "file:\(outputPath)", "-serial", "pipe:\(inputPath)",
-            "-kernel", cache.kernel, "-initrd", initramfs,
+            "-kernel", kernel, "-initrd", initramfs,
             "-append", "console=ttyS0 panic=-1",
         ]
         for (index, daemon) in daemons.enumerated() {
@@ -103,7 +109,7 @@ public enum GuestTestBed {
         // The host action watches the output file from before QEMU opens it.
         let watcher = try hostAction.map { _ in try OutputWatcher(path: outputPath) }
         let qemuLogPath = "\(tmp)/qemu.log"
-        let exit = try runQEMU(arguments: arguments, logPath: qemuLogPath, timeout: timeout) { qemuProcess in
+        let exit = try runQEMU(qemuPath, arguments: arguments, logPath: qemuLogPath, timeout: timeout) { qemuProcess in
             guard let hostAction, let watcher else { return nil }
             return HostActionThread.start(hostAction, GuestControl(daemons: running, output: watcher, inputPath: "\(inputPath).in")) {
                 qemuProcess.kill(SIGKILL)
@@ -119,7 +125,7 @@ public enum GuestTestBed {
         let console = readText(consolePath)
         let rawOutput = readText(outputPath).replacingOccurrences(of: "\r", with: "")
         func failure(_ what: String) -> GuestTestBedError {
-            var text = "\(what)\nQEMU: \(qemu) \(arguments.joined(separator: " "))\n"
+            var text = "\(what)\nQEMU: \(qemuPath) \(arguments.joined(separator: " "))\n"
             text += "QEMU output:\n\(tail(readText(qemuLogPath)))\n"
             text += "guest console (tail):\n\(tail(console))\n"
             text += "guest output:\n\(tail(rawOutput))\n"
@@ -162,14 +168,14 @@ public enum GuestTestBed {
     /// Runs QEMU until it exits or `timeout` passes (then kills it). `whileRunning` starts what
     /// runs beside it (the host action); `afterExit` ends that once QEMU is gone.
     private static func runQEMU(
-        arguments: [String], logPath: String, timeout: Duration,
+        _ qemuPath: String, arguments: [String], logPath: String, timeout: Duration,
         whileRunning: (ChildProcess) -> HostActionThread?,
         afterExit: (HostActionThread?) -> HostActionThread.Outcome?
     ) throws -> (qemu: QEMUExit, actionOutcome: HostActionThread.Outcome?) {
         let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard log >= 0 else { throw GuestTestBedError("cannot create \(logPath): errno \(errno)") }
         defer { close(log) }
-        let process = try ChildProcess(command: [try findInPath(qemu)] + arguments, output: log)
+        let process = try ChildProcess(command: [qemuPath] + arguments, output: log)
         let action = whileRunning(process)
         let exit: QEMUExit
         if let status = process.wait(timeout: timeout) {

@@ -52,7 +52,11 @@ enum Initramfs {
         return (String(text[b.upperBound..<e.lowerBound]), status)
     }
 
-    static func build(modules: [String], script: String, nonce: String) throws -> Data {
+    /// The archive: busybox, `modules` (host paths, loaded in order), `tools` at `/bin/<name>`, /init
+    /// and `script` as /test.sh.
+    static func build(
+        modules: [String], tools: [(name: String, path: String)] = [], script: String, nonce: String
+    ) throws -> Data {
         var archive = CPIOArchive()
         for dir in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "modules"] {
             archive.directory(dir)
@@ -61,6 +65,9 @@ enum Initramfs {
         archive.file("bin/busybox", contents: try Data(contentsOf: URL(fileURLWithPath: busybox)), mode: 0o755)
         for applet in try busyboxApplets() where applet != "bin/busybox" {
             archive.symlink(applet, target: "/bin/busybox")
+        }
+        for tool in tools {
+            archive.file("bin/\(tool.name)", contents: try Data(contentsOf: URL(fileURLWithPath: tool.path)), mode: 0o755)
         }
         var guestModules: [String] = []
         for (index, path) in modules.enumerated() {

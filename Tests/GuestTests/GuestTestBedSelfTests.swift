@@ -92,3 +92,45 @@ struct GuestTestBedUnitTests {
         #expect(Initramfs.parseOutput("noise\n" + Initramfs.beginMarker(nonce) + "\nline", nonce: nonce) == nil)
     }
 }
+
+/// The bed's other machines: the small kernel of scripts/prepare-guest-kernel (drivers built in) and
+/// the QEMU of scripts/prepare-qemu (the generic vhost-user device), each with vhost-user-rng.
+@Suite(.enabled(if: GuestTestBed.enabled, "VHOST_USER_SKIP_GUEST_TESTS=1"), .serialized)
+struct GuestMachineSelfTests {
+    static let rngScript = """
+        set -e
+        echo "rng_current=$(cat /sys/class/misc/hw_random/rng_current)"
+        echo "bytes=$(head -c 65536 /dev/hwrng | wc -c)"
+        echo "drivers=$(ls /sys/bus/virtio/drivers | tr '\\n' ' ')"
+        for d in /sys/bus/virtio/devices/*; do echo "device=$(cat $d/device)"; done
+        """
+
+    @Test func customKernelServesTheGuestWithBuiltInDrivers() throws {
+        let result = try GuestTestBed.run(
+            daemons: [GuestDaemon(executable: "vhost-user-rng", qemuDevice: "vhost-user-rng-pci")],
+            modules: [], script: Self.rngScript, timeout: .seconds(180), machine: .customKernel)
+        #expect(result.status == 0, "guest output:\n\(result.output)")
+        #expect(result.values["rng_current"]?.hasPrefix("virtio_rng") == true, "\(result.output)")
+        #expect(result.values["bytes"] == "65536", "\(result.output)")
+        // What Debian's kernel lacks: the virtio I2C and GPIO drivers, registered without a module.
+        let drivers = Set((result.values["drivers"] ?? "").split(separator: " ").map(String.init))
+        for driver in ["i2c_virtio", "gpio_virtio", "virtio_rng", "virtio_blk", "virtio_console"] {
+            #expect(drivers.contains(driver), "driver \(driver) missing: \(drivers.sorted())")
+        }
+    }
+
+    @Test func genericDeviceGivesTheGuestAnyVirtioDevice() throws {
+        // virtio id 4 (entropy) through vhost-user-device-pci: Linux's virtio_rng binds to it as to
+        // vhost-user-rng-pci, so the generic device carries a device QEMU need not know.
+        let rng = GuestDaemon(
+            executable: "vhost-user-rng", qemuDevice: "vhost-user-device-pci",
+            qemuDeviceOptions: ",virtio-id=4,num_vqs=1")
+        let result = try GuestTestBed.run(
+            daemons: [rng], modules: ["virtio_rng"], script: Self.rngScript, timeout: .seconds(180),
+            machine: .genericDevice)
+        #expect(result.status == 0, "guest output:\n\(result.output)")
+        #expect(result.values["device"] == "0x0004", "\(result.output)")
+        #expect(result.values["rng_current"]?.hasPrefix("virtio_rng") == true, "\(result.output)")
+        #expect(result.values["bytes"] == "65536", "\(result.output)")
+    }
+}
