@@ -18,7 +18,7 @@
 #include <linux/gpio.h>
 
 static int fail(const char *what) {
-    printf("error=%s:%s\n", what, strerror(errno));
+    fprintf(stderr, "gpio-tool: %s: %s\n", what, strerror(errno));
     return 1;
 }
 
@@ -111,6 +111,7 @@ static int wait_edges(int chip, unsigned line, const char *edge, int millisecond
         if (ready < 0) return fail("poll");
         if (ready == 0) {
             printf("%s.timeout=%d\n", edge, i + 1);
+            fprintf(stderr, "gpio-tool: no %s edge within %d ms\n", edge, milliseconds);
             return 2;
         }
         struct gpio_v2_line_event event;
