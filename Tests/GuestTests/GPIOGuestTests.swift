@@ -6,9 +6,8 @@
 // second one after the driver's unmask re-queued the eventq buffer) and a falling then a rising
 // edge on a both-edge line, one edge at a time (the device latches one edge while the line is
 // masked, and the character device reads the level to name a both-edge event). The character
-// device exposes edges only (a level-triggered interrupt
-// needs an in-kernel consumer), so level-high/low semantics are tested with the fake front-end
-// (GPIOInterruptTests), not here.
+// device exposes edges only (a level-triggered interrupt needs an in-kernel consumer), so
+// level-high/low semantics are tested with the fake front-end (GPIOInterruptTests), not here.
 
 import Foundation
 import GuestBed
