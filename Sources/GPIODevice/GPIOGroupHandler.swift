@@ -16,6 +16,8 @@ final class GPIOGroupHandler: GroupHandler, GPIOChipEvents {
     private var logger = Logger(label: "vhost-user-gpio")
     private var watchByDescriptor: [Int32: Watch] = [:]
     private var descriptorByWatch: [Watch: Int32] = [:]
+    /// Eventq buffers were used since the requestq's pass began.
+    private var eventsCompleted = false
 
     init(device: GPIODevice, interrupts: Bool) {
         self.device = device
@@ -48,6 +50,10 @@ final class GPIOGroupHandler: GroupHandler, GPIOChipEvents {
         guard let chip else { return .blocked }
         if queue.index == VirtioGPIO.requestQueue {
             while let chain = queue.nextChain() { queue.complete(chain, written: serve(chain, chip)) }
+            // A request that drove a loopback partner may have used eventq buffers: the worker
+            // publishes only the queue it processed, so the eventq gets a turn of its own.
+            if eventsCompleted { group.wakeQueue(VirtioGPIO.eventQueue) }
+            eventsCompleted = false
         } else {
             while let chain = queue.nextChain() { unmask(chain, queue, chip) }
         }
@@ -219,6 +225,7 @@ final class GPIOGroupHandler: GroupHandler, GPIOChipEvents {
         guard let eventQueue else { return }
         buffer.status.storeBytes(of: status.rawValue, as: UInt8.self)
         eventQueue.complete(head: buffer.head, written: UInt32(VirtioGPIO.irqResponseSize))
+        eventsCompleted = true
     }
 }
 

@@ -70,6 +70,32 @@ struct GPIODaemonTests {
         #expect(try request(T.requestType.getValue, line: 5) == [T.ok, 1])
     }
 
+    @Test("an interrupt a request raises (an output driving its loopback partner) reaches the driver without an eventq kick")
+    func loopbackInterruptIsPublished() throws {
+        let d = try DeviceFixture(GPIODevice(chip: try SimulatedChip(layout: T.defaultLayout)), queueSizes: [16, 16])
+        let memory = d.memory, requestq = d.queues[0], eventq = d.queues[1]
+        func request(_ type: UInt16, line: UInt16, value: UInt32) throws {
+            let r = memory.allocate(8), s = memory.allocate(2)
+            memory.write(T.header(type, line: line, value: value), at: r)
+            requestq.submit([.readable(r, 8), .writable(s, 2)])
+            requestq.notifyDevice()
+            _ = try requestq.waitForUsed(1)
+            #expect(memory.read(s, count: 2) == [T.ok, 0])
+        }
+        try request(T.requestType.setDirection, line: 1, value: 2)
+        try request(T.requestType.setIRQType, line: 1, value: 1)
+        let r = memory.allocate(2), s = memory.allocate(1)
+        memory.write([1, 0], at: r)
+        eventq.submit([.readable(r, 2), .writable(s, 1)])
+        eventq.notifyDevice()
+        // The eventq buffer is held by the turn after the one that answers this request at the latest.
+        try request(T.requestType.setDirection, line: 0, value: 1)
+        #expect(eventq.takeUsed().isEmpty)
+        try request(T.requestType.setValue, line: 0, value: 1)
+        #expect(try eventq.waitForUsed(1, timeoutMilliseconds: 2000).map(\.length) == [1])
+        #expect(memory.read(s, count: 1) == [T.valid])
+    }
+
     @Test("a path that is not a GPIO chip is refused at start-up with the reason")
     func passthroughRefusesNonChips() throws {
         #expect(throws: GPIOChipError.system("open /nonexistent/gpiochip9", errno: ENOENT)) {

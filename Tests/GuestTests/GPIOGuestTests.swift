@@ -2,10 +2,11 @@
 // the custom kernel: Debian's has no GPIO_VIRTIO), the GPIO character device through gpio-tool.
 //
 // What the guest covers: the chip and its line names, an output driving its loopback partner, and
-// edge interrupts raised by the host through the control socket: two rising edges in a row (the
+// edge interrupts: raised by the host through the control socket, two rising edges in a row (the
 // second one after the driver's unmask re-queued the eventq buffer) and a falling then a rising
 // edge on a both-edge line, one edge at a time (the device latches one edge while the line is
-// masked, and the character device reads the level to name a both-edge event). The character
+// masked, and the character device reads the level to name a both-edge event), and raised by the
+// guest itself through a loopback pair (an output's edge on its partner). The character
 // device exposes edges only (a level-triggered interrupt needs an in-kernel consumer), so
 // level-high/low semantics are tested with the fake front-end (GPIOInterruptTests), not here.
 
@@ -26,6 +27,13 @@ struct GPIOGuestTests {
         gpio-tool wait $chip 5 rising 30000 2
         gpio-tool wait $chip 5 both 30000 2
         gpio-tool get $chip 5
+        # An interrupt the guest raises itself: line 0 driven high raises its loopback partner, line 1.
+        gpio-tool wait $chip 1 rising 30000 1 > edge &
+        tries=0
+        while ! grep -q waiting edge; do tries=$((tries + 1)); [ $tries -lt 300 ] || exit 1; sleep 0.1; done
+        gpio-tool set $chip 0 1
+        wait $!
+        sed -n 's/^rising[.]/loopback./p' edge
         """
 
     @Test func guestSeesNamedLinesLoopbackAndHostRaisedEdgeInterrupts() throws {
@@ -64,6 +72,7 @@ struct GPIOGuestTests {
         #expect(values["rising.event1"] == "rising" && values["rising.event2"] == "rising", "rising waits: \(result.output)")
         #expect(values["both.event1"] == "falling" && values["both.event2"] == "rising", "both-edge waits: \(result.output)")
         #expect(values["value"] == "1")
+        #expect(values["set"] == "1" && values["loopback.event1"] == "rising", "loopback interrupt: \(result.output)")
     }
 }
 

@@ -3,6 +3,7 @@
 //
 //   gpio-tool info CHIP                         label, line count, each line's name and direction
 //   gpio-tool get CHIP LINE                     the line's value as an input
+//   gpio-tool set CHIP LINE VALUE               drive the line as an output (released on exit)
 //   gpio-tool loop CHIP OUT IN                  drive OUT high then low, reading IN each time
 //   gpio-tool wait CHIP LINE EDGE MS COUNT      wait for COUNT edges (rising|falling|both) on LINE,
 //                                               at most MS milliseconds for each; prints "waiting"
@@ -84,6 +85,13 @@ static int get(int chip, unsigned line) {
     return 0;
 }
 
+static int set(int chip, unsigned line, int value) {
+    int request = request_line(chip, line, GPIO_V2_LINE_FLAG_OUTPUT, value);
+    if (request < 0) return fail("request");
+    printf("set=%d\n", value);
+    return 0;
+}
+
 static int loop(int chip, unsigned out, unsigned in) {
     int output = request_line(chip, out, GPIO_V2_LINE_FLAG_OUTPUT, 0);
     if (output < 0) return fail("request-out");
@@ -125,9 +133,10 @@ static int wait_edges(int chip, unsigned line, const char *edge, int millisecond
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "info")) return info(open_chip(argv[2]));
     if (argc >= 4 && !strcmp(argv[1], "get")) return get(open_chip(argv[2]), (unsigned)atoi(argv[3]));
+    if (argc >= 5 && !strcmp(argv[1], "set")) return set(open_chip(argv[2]), (unsigned)atoi(argv[3]), atoi(argv[4]));
     if (argc >= 5 && !strcmp(argv[1], "loop")) return loop(open_chip(argv[2]), (unsigned)atoi(argv[3]), (unsigned)atoi(argv[4]));
     if (argc >= 7 && !strcmp(argv[1], "wait"))
         return wait_edges(open_chip(argv[2]), (unsigned)atoi(argv[3]), argv[4], atoi(argv[5]), atoi(argv[6]));
-    fprintf(stderr, "usage: gpio-tool info CHIP | get CHIP LINE | loop CHIP OUT IN | wait CHIP LINE rising|falling|both MS COUNT\n");
+    fprintf(stderr, "usage: gpio-tool info CHIP | get CHIP LINE | set CHIP LINE VALUE | loop CHIP OUT IN | wait CHIP LINE rising|falling|both MS COUNT\n");
     return 64;
 }
