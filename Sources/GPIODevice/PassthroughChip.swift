@@ -65,7 +65,12 @@ public final class PassthroughChip: GPIOChip {
         guard let line = lineByRequest[fd] else { return }
         while true {
             let edge = vhu_gpio_read_edge(fd)
-            guard edge >= 0 else { return }
+            guard edge >= 0 else {
+                // -2: drained. -1: the request broke (the chip went away): stop watching, or the
+                // level-triggered watch would report it forever.
+                if edge == -1 { events?.unwatch(fd) }
+                return
+            }
             events?.lineChanged(line, level: edge == 1)
         }
     }
@@ -123,7 +128,8 @@ public final class PassthroughChip: GPIOChip {
 
     // MARK: Line requests
 
-    /// The line's request, made as-is (keeping the host's direction) when the driver has not configured it.
+    /// The line's request, made as-is (keeping the host's direction) when the driver has not configured
+    /// it; it stays until the driver sets the direction to NONE or resets the device.
     private func requested(_ line: Int) throws(GPIOChipError) -> Int32 {
         if let request = lines[line].request { return request.rawValue }
         try configure(line, direction: .none, output: false, reports: false)
