@@ -148,7 +148,8 @@ extension FuzzRing {
     }()
 
     /// A `Virtqueue` (device queue `index`) over this ring with the input's ring features plus
-    /// `extraFeatures`, as a queue worker gets one. The ring lies inside guest memory by construction, so a refusal is a bug.
+    /// `extraFeatures`, as a queue worker gets one. The ring lies inside guest memory by construction,
+    /// so a refusal is a bug.
     public func makeQueue(index: Int = 0, extraFeatures: UInt64 = 0, policy: MalformedChainPolicy,
                           inflightRegion: UnsafeMutableRawPointer? = nil) -> Virtqueue {
         let s = Self.signals
