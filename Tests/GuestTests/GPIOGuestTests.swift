@@ -6,9 +6,13 @@
 // second one after the driver's unmask re-queued the eventq buffer) and a falling then a rising
 // edge on a both-edge line, one edge at a time (the device latches one edge while the line is
 // masked, and the character device reads the level to name a both-edge event), and raised by the
-// guest itself through a loopback pair (an output's edge on its partner). The character
-// device exposes edges only (a level-triggered interrupt needs an in-kernel consumer), so
-// level-high/low semantics are tested with the fake front-end (GPIOInterruptTests), not here.
+// guest itself through a loopback pair (an output's edge on its partner).
+//
+// Level interrupts: the character device exposes edges only, so the custom kernel has an in-kernel
+// consumer, gpio-irq-probe (scripts/guest-kernel/gpio-irq-probe.c, /sys/kernel/gpio_irq_probe), whose
+// threaded one-shot handler counts firings with the line masked while it runs. While the host holds
+// the level, every unmask re-queues the eventq buffer and the device fires again: the count grows;
+// once the host drops the level the count stops.
 
 import Foundation
 import GuestBed
@@ -73,6 +77,83 @@ struct GPIOGuestTests {
         #expect(values["both.event1"] == "falling" && values["both.event2"] == "rising", "both-edge waits: \(result.output)")
         #expect(values["value"] == "1")
         #expect(values["set"] == "1" && values["loopback.event1"] == "rising", "loopback interrupt: \(result.output)")
+    }
+
+    /// The level test's guest side, per trigger: the probe's count at the request (the line at its
+    /// inactive level), after the host drove the active level and it held for 20 firings, when the
+    /// host had dropped it (`at_inactive`), and once it stopped changing (`settled`: equal over 5
+    /// reads 0.1 s apart, within 10 s). Each wait is bounded and its failure shows in the values.
+    static let levelScript = """
+        set -e
+        probe=/sys/kernel/gpio_irq_probe
+        [ -d $probe ] || { echo "the guest kernel has no gpio_irq_probe: run scripts/prepare-guest-kernel" >&2; exit 1; }
+        chip=$(basename $(ls /dev/gpiochip* | head -n 1))
+        count() { cat $probe/count; }
+        reaches() {
+            tries=0
+            while [ $(count) -lt $1 ]; do tries=$((tries + 1)); [ $tries -lt 300 ] || return 1; sleep 0.1; done
+        }
+        settled() {
+            last=-1; same=0; tries=0
+            while [ $same -lt 5 ]; do
+                now=$(count)
+                if [ $now = $last ]; then same=$((same + 1)); else same=0; last=$now; fi
+                tries=$((tries + 1)); [ $tries -lt 100 ] || { echo "$1.settled=never (at $now)"; return 1; }
+                sleep 0.1
+            done
+            echo $1.settled=$last
+        }
+        # host LINE VALUE: the host drives the simulated input through the control socket.
+        host() { echo "@@set $1 $2"; read -r reply <&3; }
+        level() {  # TRIGGER LINE ACTIVE INACTIVE
+            echo "$chip $2 $1" > $probe/request
+            echo $1.armed=$(count)
+            host $2 $3
+            reaches 20 || echo "$1.stuck=$(count)"
+            echo $1.firings=$(count)
+            host $2 $4
+            echo $1.at_inactive=$(count)
+            settled $1
+            echo released > $probe/release
+        }
+        level high 2 1 0
+        host 3 1
+        level low 3 0 1
+        """
+
+    @Test func levelInterruptFiresAgainAfterEachUnmaskWhileTheLevelHolds() throws {
+        let control = "/tmp/vhu-gpio-level-\(getpid()).sock"
+        defer { unlink(control) }
+        let daemon = GuestDaemon(executable: "vhost-user-gpio", arguments: ["--control-socket", control],
+                                 qemuDevice: "vhost-user-gpio-pci")
+        // In the script's order: line 2 high then low; line 3 high (inactive for the low trigger), low, high.
+        let commands = ["set 2 1", "set 2 0", "set 3 1", "set 3 0", "set 3 1"]
+        let result = try GuestTestBed.run(
+            daemons: [daemon], modules: [], script: Self.levelScript, timeout: .seconds(240), machine: .customKernel,
+            hostAction: { guest in
+                let socket = try GPIOControlClient(path: control)
+                for command in commands {
+                    try guest.waitForLine("@@\(command)", timeout: .seconds(120))
+                    try socket.expectOK(command)
+                    try guest.send("ok")
+                }
+            })
+        #expect(result.status == 0, "guest output:\n\(result.output)")
+        let values = result.values
+        for trigger in ["high", "low"] {
+            func count(_ key: String) -> Int? { values["\(trigger).\(key)"].flatMap { Int($0) } }
+            // The inactive level at the request: nothing fires.
+            #expect(count("armed") == 0, "level-\(trigger) fired at the inactive level: \(result.output)")
+            // One change to the active level, then one firing after each unmask while it holds.
+            #expect((count("firings") ?? 0) >= 20, "level-\(trigger) fired \(count("firings") ?? 0) times: \(result.output)")
+            // Back to the inactive level: at most the event already in flight, then nothing.
+            if let atInactive = count("at_inactive"), let settled = count("settled") {
+                #expect(settled >= atInactive && settled <= atInactive + 1,
+                        "level-\(trigger): \(atInactive) when the level dropped, \(settled) after: \(result.output)")
+            } else {
+                Issue.record("level-\(trigger) did not stop firing: \(result.output)")
+            }
+        }
     }
 }
 
