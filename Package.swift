@@ -11,11 +11,13 @@ let package = Package(
         .library(name: "BlockDevice", targets: ["BlockDevice"]),
         .library(name: "I2CDevice", targets: ["I2CDevice"]),
         .library(name: "RPMBDevice", targets: ["RPMBDevice"]),
+        .library(name: "GPIODevice", targets: ["GPIODevice"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
         .executable(name: "vhost-user-i2c", targets: ["vhost-user-i2c"]),
         .executable(name: "vhost-user-rpmb", targets: ["vhost-user-rpmb"]),
         .executable(name: "vhost-user-rpmb-bench", targets: ["vhost-user-rpmb-bench"]),
+        .executable(name: "vhost-user-gpio", targets: ["vhost-user-gpio"]),
         .executable(name: "vhost-user-bench", targets: ["vhost-user-bench"]),
         .executable(name: "vhost-user-blk-bench", targets: ["vhost-user-blk-bench"]),
         .executable(name: "vhost-user-demo", targets: ["vhost-user-demo"]),
@@ -78,6 +80,16 @@ let package = Package(
             name: "vhost-user-rpmb",
             dependencies: ["RPMBDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // The Linux GPIO character device (uAPI v2 ioctls) for vhost-user-gpio's passthrough chip.
+        .target(name: "CGPIO"),
+        .target(
+            name: "GPIODevice",
+            dependencies: ["VhostUserKit", "CVhostUser", "CGPIO", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "vhost-user-gpio",
+            dependencies: ["GPIODevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "vhost-user-rng",
             dependencies: ["RNGDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -97,7 +109,7 @@ let package = Package(
         // Benchmarks (not tests): throughput through the fake frontend.
         .executableTarget(
             name: "vhost-user-bench",
-            dependencies: ["VhostUserTesting", "VhostUserKit", "RNGDevice", "I2CDevice"],
+            dependencies: ["VhostUserTesting", "VhostUserKit", "RNGDevice", "I2CDevice", "GPIODevice"],
             path: "Benchmarks/vhost-user-bench"
         ),
         // vhost-user-rpmb: authenticated writes and reads per second against raw pwrite/pread (+fsync).
@@ -136,6 +148,7 @@ let package = Package(
         .testTarget(name: "RPMBDeviceTests", dependencies: ["RPMBDevice", "VhostUserKit", "VhostUserTesting",
                                                            .product(name: "Crypto", package: "swift-crypto"),
                                                            .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "GPIODeviceTests", dependencies: ["GPIODevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "RNGDeviceTests", dependencies: ["RNGDevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "I2CDeviceTests", dependencies: ["I2CDevice", "CI2C", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting",

@@ -2,6 +2,7 @@
 //
 //   vhost-user-bench rng [--seconds S] [--buffer BYTES] [--depth N] [--source PATH]
 //   vhost-user-bench i2c [--seconds S] [--length BYTES] [--depth N]
+//   vhost-user-bench gpio [--iterations N]
 import RNGDevice
 import VhostUserKit
 import VhostUserTesting
@@ -90,8 +91,11 @@ case "rng":
     print("  ratio vhost-user/direct: \(fixed(ours / reference, 2))")
 case "i2c":
     try runI2CBench(Arguments(args.dropFirst(2)))
+case "gpio":
+    try runGPIOBenchmark(Arguments(args.dropFirst(2)))
 default:
     print("usage: vhost-user-bench rng [--seconds S] [--buffer BYTES] [--depth N] [--source PATH]")
     print("       vhost-user-bench i2c [--seconds S] [--length BYTES] [--depth N]")
+    print("       vhost-user-bench gpio [--iterations N]")
     exit(2)
 }
