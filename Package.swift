@@ -9,8 +9,10 @@ let package = Package(
         .library(name: "VhostUserTesting", targets: ["VhostUserTesting"]),
         // Device libraries, for the fuzz package (Fuzz/), which builds them with the fuzzer's instrumentation.
         .library(name: "BlockDevice", targets: ["BlockDevice"]),
+        .library(name: "InputDevice", targets: ["InputDevice"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
+        .executable(name: "vhost-user-input", targets: ["vhost-user-input"]),
         .executable(name: "vhost-user-bench", targets: ["vhost-user-bench"]),
         .executable(name: "vhost-user-blk-bench", targets: ["vhost-user-blk-bench"]),
         .executable(name: "vhost-user-demo", targets: ["vhost-user-demo"]),
@@ -61,6 +63,16 @@ let package = Package(
             name: "vhost-user-blk",
             dependencies: ["BlockDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // evdev and uinput ioctls (request numbers are macros) and struct input_event.
+        .target(name: "CInput"),
+        .target(
+            name: "InputDevice",
+            dependencies: ["VhostUserKit", "CInput", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "vhost-user-input",
+            dependencies: ["InputDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "vhost-user-rng",
             dependencies: ["RNGDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -98,6 +110,7 @@ let package = Package(
 
         .testTarget(name: "VhostUserKitTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CVhostUser"]),
         .testTarget(name: "BlockDeviceTests", dependencies: ["BlockDevice", "VhostUserKit", "VhostUserTesting"]),
+        .testTarget(name: "InputDeviceTests", dependencies: ["InputDevice", "CInput", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "RNGDeviceTests", dependencies: ["RNGDevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting"]),
         // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
