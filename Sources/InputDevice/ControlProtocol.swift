@@ -15,7 +15,9 @@
 ///                             needs it), a batch each; escapes \n \t \" \\
 ///     status                  ok leds=BITS pending=EVENTS dropped=BATCHES
 ///
-/// A line that fails adds nothing: every event of a command is checked before any is held.
+/// A line that fails adds nothing: every event of a command is checked before any is held. A line
+/// whose events do not fit in the room left for events waiting for the guest is refused (`error busy`)
+/// rather than have older batches dropped for it.
 public struct ControlInterpreter: Sendable {
     public let description: InputDeviceDescription
     private var fingerDown = false
@@ -89,8 +91,14 @@ public struct ControlInterpreter: Sendable {
             staged.removeAll(keepingCapacity: true)
             return "error \(error.reason)"
         }
-        if staged.count + pending.openCount > pending.maxBatch {
-            return "error the batch would exceed \(pending.maxBatch) events: send sync"
+        var open = pending.openCount
+        for event in staged {
+            open = event.isSynReport ? 0 : open + 1
+            if open > pending.maxBatch { return "error the batch would exceed \(pending.maxBatch) events: send sync" }
+        }
+        // A control client is told to wait rather than have batches dropped for it.
+        guard staged.count <= pending.capacity - pending.count else {
+            return "error busy: \(pending.count) events wait for the guest's buffers, room for \(pending.capacity - pending.count): retry later"
         }
         for event in staged { pending.append(event) }
         // Only now: a rejected line leaves the finger where it was.

@@ -5,8 +5,8 @@
 public struct PendingEvents: Sendable {
     /// The most events held, complete batches and the open one together.
     public let capacity: Int
-    /// The longest batch accepted: an open batch that grows beyond it is discarded (a source that
-    /// never sends SYN_REPORT cannot fill the buffer).
+    /// The most events of a batch before its SYN_REPORT: an open batch that grows beyond it is
+    /// discarded (a source that never sends SYN_REPORT cannot fill the buffer).
     public let maxBatch: Int
     private var ring: [UInt64]
     private var head = 0
@@ -20,7 +20,7 @@ public struct PendingEvents: Sendable {
     public private(set) var droppedEvents = 0
 
     public init(capacity: Int, maxBatch: Int) {
-        precondition(capacity >= 2 * maxBatch && maxBatch > 0, "the buffer holds at least two of the longest batches")
+        precondition(capacity >= 2 * maxBatch && maxBatch > 1, "the buffer holds at least two of the longest batches")
         self.capacity = capacity
         self.maxBatch = maxBatch
         ring = [UInt64](repeating: 0, count: capacity)
@@ -36,13 +36,12 @@ public struct PendingEvents: Sendable {
     @discardableResult
     public mutating func append(_ event: InputEvent) -> AppendResult {
         var result = AppendResult.held
-        if openCount >= maxBatch {
+        if openCount >= maxBatch && !event.isSynReport {
             // A batch longer than any device sends: discard it rather than split it.
             droppedEvents += openCount
             droppedBatches += 1
             count = completeCount
             result = .droppedOpenBatch
-            if event.isSynReport { return result }
         }
         if count == capacity {
             dropOldestBatch()
@@ -86,7 +85,7 @@ public struct PendingEvents: Sendable {
     }
 
     private mutating func dropOldestBatch() {
-        // With capacity >= 2 * maxBatch and the open batch below maxBatch, a complete batch exists.
+        // With capacity >= 2 * maxBatch and at most maxBatch + 1 events open, a complete batch exists.
         let n = firstBatchLength
         precondition(n > 0)
         removeFirst(n)
