@@ -87,10 +87,13 @@ public struct InputConfigSpace: Sendable {
         }
     }
 
-    /// Accepts writes to select and subsel (offsets 0 and 1) and recomputes the union; refuses the rest.
+    /// Takes select and subsel (offsets 0 and 1) from a write that covers either and recomputes the
+    /// union; the write's other bytes are ignored (QEMU's vhost-user-input writes the whole config space,
+    /// read-only fields as it last read them, whenever the driver writes select or subsel). A write that
+    /// covers neither is refused.
     public mutating func write(offset: Int, bytes: [UInt8]) throws(InputConfigError) {
-        guard offset >= 0, offset + bytes.count <= 2, !bytes.isEmpty else { throw .readOnly(offset: offset, count: bytes.count) }
-        for (i, value) in bytes.enumerated() {
+        guard offset >= 0, offset < 2, !bytes.isEmpty else { throw .readOnly(offset: offset, count: bytes.count) }
+        for (i, value) in bytes.prefix(2 - offset).enumerated() {
             if offset + i == 0 { select = value } else { subsel = value }
         }
         payload = Self.payload(select: select, subsel: subsel, of: description)
@@ -135,7 +138,7 @@ public enum InputConfigError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .readOnly(offset, count):
-            "config write of \(count) byte(s) at offset \(offset) refused: only select (0) and subsel (1) are writable"
+            "config write of \(count) byte(s) at offset \(offset) refused: it covers neither select (0) nor subsel (1), the only writable fields"
         }
     }
 }

@@ -100,19 +100,31 @@ struct ConfigSpaceTests {
         }
     }
 
-    @Test("select and subsel may be written one byte at a time; every other byte is read-only (refused, nothing changes)")
+    @Test("select and subsel may be written one byte at a time; a write covering neither is refused (nothing changes)")
     func writes() throws {
         let bench = try ConfigBench(SyntheticKind.keyboard.description())
         let frontend = bench.fixture.frontend
         #expect(try frontend.setConfig(offset: 0, bytes: [Select.evBits]) == 0)
         #expect(try frontend.setConfig(offset: 1, bytes: [UInt8(EventType.led)]) == 0)
         #expect(try frontend.getConfig(offset: 0, count: 9).data == [Select.evBits, UInt8(EventType.led), 1, 0, 0, 0, 0, 0, 0b111])
-        for (offset, bytes) in [(2, [9]), (1, [1, 2]), (3, [0]), (8, [1, 2, 3, 4]), (135, [1])] as [(Int, [UInt8])] {
+        for (offset, bytes) in [(2, [9]), (3, [0]), (8, [1, 2, 3, 4]), (135, [1])] as [(Int, [UInt8])] {
             #expect(try frontend.setConfig(offset: offset, bytes: bytes) != 0)
         }
         #expect(try frontend.getConfig(offset: 0, count: 9).data == [Select.evBits, UInt8(EventType.led), 1, 0, 0, 0, 0, 0, 0b111])
-        // Still serving.
-        #expect(try bench.select(Select.idName) == Array("vhost-user keyboard".utf8))
+    }
+
+    @Test("a write of the whole config space (what QEMU sends) sets select and subsel and ignores the read-only rest")
+    func wholeConfigWrite() throws {
+        let bench = try ConfigBench(SyntheticKind.tablet.description())
+        let frontend = bench.fixture.frontend
+        var stale = [UInt8](repeating: 0xee, count: InputConfigSpace.size)
+        (stale[0], stale[1]) = (Select.absInfo, UInt8(Axis.y))
+        #expect(try frontend.setConfig(offset: 0, bytes: stale) == 0)
+        #expect(try frontend.getConfig(offset: 0, count: 28).data == [Select.absInfo, 1, 20, 0, 0, 0, 0, 0] + le32([0, 32767, 0, 0, 0]))
+        // subsel and the size byte: subsel taken, size ignored.
+        #expect(try frontend.setConfig(offset: 1, bytes: [0, 99]) == 0)
+        #expect(try frontend.getConfig(offset: 0, count: 3).data == [Select.absInfo, 0, 20])
+        #expect(try bench.select(Select.idName) == Array("vhost-user tablet".utf8))
     }
 
     @Test("a long name is cut to the union's 128 bytes")
