@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "vhost-user-input", targets: ["vhost-user-input"]),
         .executable(name: "vhost-user-bench", targets: ["vhost-user-bench"]),
         .executable(name: "vhost-user-blk-bench", targets: ["vhost-user-blk-bench"]),
+        .executable(name: "vhost-user-input-bench", targets: ["vhost-user-input-bench"]),
         .executable(name: "vhost-user-demo", targets: ["vhost-user-demo"]),
         .executable(name: "vhost-user-soak", targets: ["vhost-user-soak"]),
     ],
@@ -83,6 +84,12 @@ let package = Package(
             name: "vhost-user-bench",
             dependencies: ["VhostUserTesting", "VhostUserKit", "RNGDevice"],
             path: "Benchmarks/vhost-user-bench"
+        ),
+        // vhost-user-input: events per second from the control socket to the eventq, against a socket pair.
+        .executableTarget(
+            name: "vhost-user-input-bench",
+            dependencies: ["VhostUserTesting", "VhostUserKit", "InputDevice"],
+            path: "Benchmarks/vhost-user-input-bench"
         ),
         // vhost-user-blk load generator and data verifier driven by libblkio (scripts/bench-blk).
         .executableTarget(
