@@ -147,15 +147,15 @@ extension FuzzRing {
         return (call, err, wake)
     }()
 
-    /// A `Virtqueue` over this ring with the input's ring features plus `extraFeatures`, as a queue
-    /// worker gets one. The ring lies inside guest memory by construction, so a refusal is a bug.
-    public func makeQueue(extraFeatures: UInt64 = 0, policy: MalformedChainPolicy,
+    /// A `Virtqueue` (device queue `index`) over this ring with the input's ring features plus
+    /// `extraFeatures`, as a queue worker gets one. The ring lies inside guest memory by construction, so a refusal is a bug.
+    public func makeQueue(index: Int = 0, extraFeatures: UInt64 = 0, policy: MalformedChainPolicy,
                           inflightRegion: UnsafeMutableRawPointer? = nil) -> Virtqueue {
         let s = Self.signals
         s.call.drain()
         s.err.drain()
         do {
-            return try Virtqueue(index: 0, size: size, address: address, base: base, memory: layout.memory,
+            return try Virtqueue(index: index, size: size, address: address, base: base, memory: layout.memory,
                                  features: features | extraFeatures, call: s.call, err: s.err,
                                  completionPort: CompletionPort(wake: s.wake), inflightRegion: inflightRegion,
                                  malformedChainPolicy: policy, logger: quietLogger)
