@@ -7,8 +7,8 @@ import Glibc
 /// vhost-user-input, a synthetic keyboard: each eventq request is one 8-byte buffer (poisoned first),
 /// and for each the profile sends one single-event batch through the control socket (`event EV_SYN
 /// SYN_REPORT 0`), so there is always an event for every buffer; events left over when a connection
-/// ends wait for the next one's buffers. A completion must be the whole event (8 bytes of SYN_REPORT)
-/// or, for a buffer the device held when its queue stopped, empty. Statusq requests carry LED events,
+/// ends wait for the next one's buffers. A completion must be the whole event, 8 bytes of SYN_REPORT
+/// (also what a buffer the device held when its queue stopped comes back with). Statusq requests carry LED events,
 /// completed with 0 bytes. The control plane: the config space names the device.
 final class InputLoad: LoadProfile {
     static let name = "input"
@@ -51,7 +51,6 @@ final class InputLoad: LoadProfile {
         case .status:
             return usedLength == 0 ? nil : "statusq completion of \(usedLength) bytes (the device writes none)"
         case .event:
-            if usedLength == 0 { return nil }  // held when its queue stopped, returned empty
             guard usedLength == 8 else { return "eventq completion of \(usedLength) bytes, not one 8-byte event" }
             let word = UInt64(littleEndian: slab.load(fromByteOffset: 0, as: UInt64.self))
             guard word == 0 else { return "eventq buffer holds \(String(word, radix: 16)), not SYN_REPORT" }

@@ -37,32 +37,31 @@ public struct ControlInterpreter: Sendable {
     /// line (no newline).
     public mutating func execute(_ line: Substring, into pending: inout PendingEvents, leds: UInt32 = 0) -> String {
         staged.removeAll(keepingCapacity: true)
-        let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
-        guard let verb = words.first else { return "error empty line" }
-        let args = words.dropFirst()
+        let args = ControlWords(line)
+        guard let verb = args.verb else { return "error empty line" }
         do throws(ControlError) {
             switch verb {
             case "key", "btn":
                 try arity(args, 2, "\(verb) NAME|CODE VALUE")
-                let code = try keyCode(args[args.startIndex])
-                let value = try number(args[args.startIndex + 1])
+                let code = try keyCode(args[0])
+                let value = try number(args[1])
                 guard (0...2).contains(value) else { throw ControlError("a key value is 0 (release), 1 (press) or 2 (repeat), not \(value)") }
                 try stage(EventType.key, code, value)
             case "rel":
                 try arity(args, 2, "rel DX DY")
-                let (dx, dy) = (try number(args[args.startIndex]), try number(args[args.startIndex + 1]))
+                let (dx, dy) = (try number(args[0]), try number(args[1]))
                 if dx != 0 { try stage(EventType.rel, 0, dx) }
                 if dy != 0 { try stage(EventType.rel, 1, dy) }
             case "wheel":
                 try arity(args, 1, "wheel N")
-                try stage(EventType.rel, 8, try number(args[args.startIndex]))
+                try stage(EventType.rel, 8, try number(args[0]))
             case "abs":
                 try arity(args, 2, "abs X Y")
-                try stage(EventType.abs, Axis.x, try number(args[args.startIndex]))
-                try stage(EventType.abs, Axis.y, try number(args[args.startIndex + 1]))
+                try stage(EventType.abs, Axis.x, try number(args[0]))
+                try stage(EventType.abs, Axis.y, try number(args[1]))
             case "touch":
                 try arity(args, 2, "touch X Y")
-                try touch(x: try number(args[args.startIndex]), y: try number(args[args.startIndex + 1]))
+                try touch(x: try number(args[0]), y: try number(args[1]))
             case "untouch":
                 try arity(args, 0, "untouch")
                 guard fingerDown else { throw ControlError("no finger is down") }
@@ -72,9 +71,9 @@ public struct ControlInterpreter: Sendable {
                 staged.append(.synReport)
             case "event":
                 try arity(args, 3, "event TYPE CODE VALUE")
-                let type = try eventType(args[args.startIndex])
-                let code = try eventCode(args[args.startIndex + 1], type: type)
-                let value = try number(args[args.startIndex + 2])
+                let type = try eventType(args[0])
+                let code = try eventCode(args[1], type: type)
+                let value = try number(args[2])
                 try stage(type, code, value)
             case "sync":
                 try arity(args, 0, "sync")
@@ -166,8 +165,8 @@ public struct ControlInterpreter: Sendable {
         staged.append(event)
     }
 
-    private func arity(_ args: ArraySlice<Substring>, _ n: Int, _ usage: String) throws(ControlError) {
-        guard args.count == n else { throw ControlError("usage: \(usage)") }
+    private func arity(_ args: ControlWords, _ n: Int, _ usage: @autoclosure () -> String) throws(ControlError) {
+        guard args.count == n else { throw ControlError("usage: \(usage())") }
     }
 
     private func number(_ word: Substring) throws(ControlError) -> Int32 {
@@ -200,6 +199,47 @@ public struct ControlInterpreter: Sendable {
     static func name(of type: UInt16) -> String {
         KeyCodes.types.first { $0.type == type }?.name ?? "type \(type)"
     }
+}
+
+/// The words of a control line (separated by spaces, tabs or a carriage return) without allocating:
+/// the verb, up to three arguments, and how many arguments there were.
+struct ControlWords {
+    private(set) var verb: Substring?
+    private var words: (Substring, Substring, Substring) = ("", "", "")
+    /// The arguments after the verb (all of them, also beyond the three kept).
+    private(set) var count = 0
+
+    init(_ line: Substring) {
+        var rest = line[...]
+        while true {
+            rest = rest.drop { Self.isSeparator($0) }
+            guard !rest.isEmpty else { return }
+            let word = rest.prefix { !Self.isSeparator($0) }
+            rest = rest[word.endIndex...]
+            if verb == nil {
+                verb = word
+                continue
+            }
+            switch count {
+            case 0: words.0 = word
+            case 1: words.1 = word
+            case 2: words.2 = word
+            default: break
+            }
+            count += 1
+        }
+    }
+
+    /// Argument `i` (0, 1 or 2; checked against `count` by the caller).
+    subscript(i: Int) -> Substring {
+        switch i {
+        case 0: words.0
+        case 1: words.1
+        default: words.2
+        }
+    }
+
+    private static func isSeparator(_ c: Character) -> Bool { c == " " || c == "\t" || c == "\r" }
 }
 
 /// Why a control line was refused: the text after `error `.

@@ -58,13 +58,4 @@ struct HeldBuffers {
         count -= 1
         return heads[slot]
     }
-
-    /// Gives back the heads of every buffer held, oldest first (to complete them empty when the group stops).
-    mutating func releaseAll(_ body: (UInt16) -> Void) {
-        while count > 0 {
-            body(heads[first])
-            first = (first + 1) % capacity
-            count -= 1
-        }
-    }
 }

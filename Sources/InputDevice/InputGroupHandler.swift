@@ -43,8 +43,11 @@ final class InputGroupHandler: GroupHandler {
 
     func stop(_ group: QueueGroup) {
         if let queue = group.queue(InputDevice.eventQueue) {
-            // Buffers held for a batch that never came go back empty; the driver offers them again.
-            held.releaseAll { queue.complete(head: $0, written: 0) }
+            // Buffers held for a batch that never came go back, each with a SYN_REPORT: drivers read
+            // every completed buffer as an event whatever its length (Linux does), and a report with
+            // nothing before it changes nothing (Linux's input core drops it). Never half a batch: the
+            // pending ones stay for the next run.
+            while held.count > 0 { queue.complete(head: held.fill(with: .synReport), written: UInt32(InputEvent.size)) }
         }
         if case let .control(server) = host.source { server.detach() }
         sourceWatch = nil

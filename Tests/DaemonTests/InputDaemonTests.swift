@@ -46,6 +46,9 @@ struct InputDaemonTests {
         defer { daemon.stop() }
         try daemon.waitForStandardError(containing: "listening on \(tmp.path)/in.sock")
         let connected = try ConnectedFrontend(socketPath: "\(tmp.path)/in.sock", queueSizes: [64, 64])
+        // A round trip through the control thread: the bring-up's last queue start (which restarts the
+        // group, handing back any buffer held) is done before the buffers are offered.
+        _ = try connected.frontend.getQueueNum()
         let eventq = connected.queues[0]
         let buffers = (0..<8).map { _ in connected.memory.allocate(8) }
         for b in buffers { eventq.submit([.writable(b, 8)]) }

@@ -117,17 +117,20 @@ struct EventQueueTests {
         #expect(bench.received() == [key(KEY_A, 1), syn])
     }
 
-    @Test("buffers held when the group stops go back empty, and held events reach the next driver")
+    @Test("buffers held when the group stops go back with an empty SYN_REPORT; held events reach the next driver")
     func heldAcrossRestart() throws {
         let (deviceEnd, testEnd) = try socketPair()
         let device = InputDevice(description: SyntheticKind.keyboard.description(), source: .evdev(deviceEnd))
         do {
             let harness = try GroupHarness(device: device)
             let address = harness.queue(0).memory.allocate(8)
+            harness.queue(0).memory.write([UInt8](repeating: 0xff, count: 8), at: address)
             harness.queue(0).submit([.writable(address, 8)])
             harness.run()
             harness.finish()
-            #expect(harness.queue(0).takeUsed().map(\.length) == [0])
+            // Drivers read every completed buffer as an event: it must not be stale bytes.
+            #expect(harness.queue(0).takeUsed().map(\.length) == [8])
+            #expect(harness.queue(0).memory.read(address, count: 8) == syn.bytes)
         }
         var bytes = [UInt8](repeating: 0, count: 48)
         bytes.withUnsafeMutableBytes { b in
