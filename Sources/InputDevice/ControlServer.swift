@@ -7,8 +7,9 @@ import Glibc
 
 /// The control socket of a synthetic device: clients connect, send `ControlInterpreter` lines and read
 /// one reply per line. Served on the queue group's worker (its descriptors are group watches), so
-/// events go straight into the group's `PendingEvents`. A client that does not read its replies is not
-/// read either until it does (its replies are never dropped, its lines never lost).
+/// events go straight into the group's `PendingEvents`. A client's lines are not read while replies to
+/// earlier ones wait to be sent (its replies are never dropped, its lines never lost). Lines are read
+/// while the device's queues run (a driver is up): before that, or between front-ends, they wait.
 ///
 /// Used by one group's worker at a time: the device hands it over through its lock (hence
 /// `@unchecked Sendable`); watches are made again by each group that starts.

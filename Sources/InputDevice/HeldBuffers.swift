@@ -1,9 +1,10 @@
 import VhostUserKit
 
 /// Event buffers the driver made available on the eventq, taken off the ring and held until a whole
-/// batch can be written (virtio 1.2, 5.8.6.1: the device never completes part of a batch without the
-/// rest). Each holds the guest addresses of its 8 bytes, valid while the group runs; storage is fixed
-/// when the group starts, so taking and filling buffers allocates nothing.
+/// batch can be written: a driver passes each event to its input core as it arrives, so half a batch
+/// would reach the guest's applications as half a report. Each holds the guest addresses of its 8
+/// bytes, valid while the group runs; storage is fixed when the group starts, so taking and filling
+/// buffers allocates nothing.
 struct HeldBuffers {
     /// At most this many segments for one 8-byte event (a driver splitting it further is refused).
     static let maxSegments = 4

@@ -30,8 +30,6 @@ public final class InputDevice: VhostUserDevice {
         var source: Source
         /// The LED states the driver set through the statusq (bit n: LED n on).
         var leds: UInt32 = 0
-        /// Status events written back to the source, or kept (synthetic), since start.
-        var statusEvents = 0
     }
 
     public let description: InputDeviceDescription
@@ -66,11 +64,6 @@ public final class InputDevice: VhostUserDevice {
 
     public func makeGroupHandler(queues: [Int], features: UInt64) -> any GroupHandler {
         InputGroupHandler(device: self)
-    }
-
-    /// The status events the driver sent and the LEDs it set (for tests and `status`).
-    public var statusSummary: (events: Int, leds: UInt32)? {
-        host.withLock { h in h.map { ($0.statusEvents, $0.leds) } }
     }
 
     func takeHost() -> HostSide? { host.withLock { h in defer { h = nil }; return h } }

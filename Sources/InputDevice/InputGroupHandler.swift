@@ -191,7 +191,6 @@ final class InputGroupHandler: GroupHandler {
                 report(.unsupportedStatus, group, "statusq event \(event) is not a LED, sound, repeat or force-feedback event: ignored")
                 continue
             }
-            host.statusEvents += 1
             if event.type == EventType.led {
                 if event.value != 0 { host.leds |= 1 << event.code } else { host.leds &= ~(1 << event.code) }
             }
