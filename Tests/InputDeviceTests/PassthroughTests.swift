@@ -81,7 +81,7 @@ final class UInputDevice {
     func eventNode() throws -> String {
         var name = [CChar](repeating: 0, count: 64)
         guard vhu_uinput_sysname(fd, &name, Int32(name.count)) >= 0 else { throw SystemError("UI_GET_SYSNAME", errno: errno) }
-        let directory = "/sys/devices/virtual/input/" + String(cString: name)
+        let directory = "/sys/devices/virtual/input/" + String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         for _ in 0..<100 {
             if let dir = opendir(directory) {
                 defer { closedir(dir) }
