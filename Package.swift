@@ -9,9 +9,11 @@ let package = Package(
         .library(name: "VhostUserTesting", targets: ["VhostUserTesting"]),
         // Device libraries, for the fuzz package (Fuzz/), which builds them with the fuzzer's instrumentation.
         .library(name: "BlockDevice", targets: ["BlockDevice"]),
+        .library(name: "I2CDevice", targets: ["I2CDevice"]),
         .library(name: "InputDevice", targets: ["InputDevice"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
+        .executable(name: "vhost-user-i2c", targets: ["vhost-user-i2c"]),
         .executable(name: "vhost-user-input", targets: ["vhost-user-input"]),
         .executable(name: "vhost-user-bench", targets: ["vhost-user-bench"]),
         .executable(name: "vhost-user-blk-bench", targets: ["vhost-user-blk-bench"]),
@@ -79,10 +81,21 @@ let package = Package(
             dependencies: ["RNGDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
+        // vhost-user-i2c: the i2c-dev uAPI structs and ioctl numbers (Sources/CI2C), the device, the daemon.
+        .target(name: "CI2C"),
+        .target(
+            name: "I2CDevice",
+            dependencies: ["VhostUserKit", "CVhostUser", "CI2C", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "vhost-user-i2c",
+            dependencies: ["I2CDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
         // Benchmarks (not tests): throughput through the fake frontend.
         .executableTarget(
             name: "vhost-user-bench",
-            dependencies: ["VhostUserTesting", "VhostUserKit", "RNGDevice"],
+            dependencies: ["VhostUserTesting", "VhostUserKit", "RNGDevice", "I2CDevice"],
             path: "Benchmarks/vhost-user-bench"
         ),
         // vhost-user-input: events per second from the control socket to the eventq, against a socket pair.
@@ -119,6 +132,7 @@ let package = Package(
         .testTarget(name: "BlockDeviceTests", dependencies: ["BlockDevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "InputDeviceTests", dependencies: ["InputDevice", "CInput", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "RNGDeviceTests", dependencies: ["RNGDevice", "VhostUserKit", "VhostUserTesting"]),
+        .testTarget(name: "I2CDeviceTests", dependencies: ["I2CDevice", "CI2C", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting"]),
         // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
         .testTarget(name: "GuestTests", dependencies: ["GuestBed"]),

@@ -45,7 +45,7 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
     /// Every daemon with units in systemd/, with its profile.
     static let all: [UnitProfile] = Installation.daemons.map { known[$0] ?? generic($0) }
 
-    static let known: [String: UnitProfile] = [rng, blk, input].reduce(into: [:]) { $0[$1.daemon] = $1 }
+    static let known: [String: UnitProfile] = [rng, blk, i2c, input].reduce(into: [:]) { $0[$1.daemon] = $1 }
 
     /// Boots a container with the project installed and the instance `vm1` set up: its options
     /// file written, `setUp` run, `serviceDropIn` (when given) added to the service as a drop-in,
@@ -179,10 +179,13 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
 
     // MARK: any other daemon
 
-    static func generic(_ daemon: String) -> UnitProfile {
+    /// `arguments` are what the daemon needs to start besides `--log-level warning`; `checkFiles`
+    /// checks what they made in the container.
+    static func generic(_ daemon: String, arguments: String = "",
+                        checkFiles: @escaping @Sendable (SystemdContainer) throws -> Void = { _ in }) -> UnitProfile {
         UnitProfile(
             daemon: daemon,
-            options: "VHOST_USER_\(daemon.uppercased())_OPTIONS=\"--log-level warning\"\n",
+            options: "VHOST_USER_\(daemon.uppercased())_OPTIONS=\"\(arguments)\(arguments.isEmpty ? "" : " ")--log-level warning\"\n",
             qemuDevice: "vhost-user-\(daemon)-pci",
             servingStatus: "front-end connected",
             stopsWhileAttached: false,
@@ -195,6 +198,7 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
                 let journal = container.journal(of: "vhost-user-\(daemon)@vm1.service")
                 let lines = journal.split(separator: "\n").filter { $0.hasPrefix("vhost-user-\(daemon): ") }
                 #expect(lines.isEmpty, "with --log-level warning the daemon still logged:\n\(lines.joined(separator: "\n"))")
+                try checkFiles(container)
             })
     }
 }

@@ -164,3 +164,16 @@ extension FuzzRing {
         }
     }
 }
+
+/// What a queue worker does with `handler` on `queue`: passes until the ring is empty (at most four),
+/// then the stop that finishes or fails what the handler holds, and the last publish.
+public func serveLikeAWorker(_ handler: any QueueHandler, _ queue: Virtqueue) {
+    for _ in 0..<4 {
+        queue.disableNotifications()
+        _ = handler.process(queue)
+        queue.publish()
+        if queue.brokenReason != nil || !queue.enableNotifications() { break }
+    }
+    handler.stop(queue)
+    queue.publish()
+}
