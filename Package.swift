@@ -12,14 +12,17 @@ let package = Package(
         .library(name: "I2CDevice", targets: ["I2CDevice"]),
         .library(name: "RPMBDevice", targets: ["RPMBDevice"]),
         .library(name: "GPIODevice", targets: ["GPIODevice"]),
+        .library(name: "InputDevice", targets: ["InputDevice"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
         .executable(name: "vhost-user-i2c", targets: ["vhost-user-i2c"]),
         .executable(name: "vhost-user-rpmb", targets: ["vhost-user-rpmb"]),
         .executable(name: "vhost-user-rpmb-bench", targets: ["vhost-user-rpmb-bench"]),
         .executable(name: "vhost-user-gpio", targets: ["vhost-user-gpio"]),
+        .executable(name: "vhost-user-input", targets: ["vhost-user-input"]),
         .executable(name: "vhost-user-bench", targets: ["vhost-user-bench"]),
         .executable(name: "vhost-user-blk-bench", targets: ["vhost-user-blk-bench"]),
+        .executable(name: "vhost-user-input-bench", targets: ["vhost-user-input-bench"]),
         .executable(name: "vhost-user-demo", targets: ["vhost-user-demo"]),
         .executable(name: "vhost-user-soak", targets: ["vhost-user-soak"]),
     ],
@@ -90,6 +93,16 @@ let package = Package(
             name: "vhost-user-gpio",
             dependencies: ["GPIODevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // evdev and uinput ioctls (request numbers are macros) and struct input_event.
+        .target(name: "CInput"),
+        .target(
+            name: "InputDevice",
+            dependencies: ["VhostUserKit", "CInput", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "vhost-user-input",
+            dependencies: ["InputDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "vhost-user-rng",
             dependencies: ["RNGDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -117,6 +130,12 @@ let package = Package(
             name: "vhost-user-rpmb-bench",
             dependencies: ["VhostUserTesting", "VhostUserKit", "RPMBDevice", .product(name: "Crypto", package: "swift-crypto")],
             path: "Benchmarks/vhost-user-rpmb-bench"
+        ),
+        // vhost-user-input: events per second from the control socket to the eventq, against a socket pair.
+        .executableTarget(
+            name: "vhost-user-input-bench",
+            dependencies: ["VhostUserTesting", "VhostUserKit", "InputDevice"],
+            path: "Benchmarks/vhost-user-input-bench"
         ),
         // vhost-user-blk load generator and data verifier driven by libblkio (scripts/bench-blk).
         .executableTarget(
@@ -149,6 +168,7 @@ let package = Package(
                                                            .product(name: "Crypto", package: "swift-crypto"),
                                                            .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "GPIODeviceTests", dependencies: ["GPIODevice", "VhostUserKit", "VhostUserTesting"]),
+        .testTarget(name: "InputDeviceTests", dependencies: ["InputDevice", "CInput", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "RNGDeviceTests", dependencies: ["RNGDevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "I2CDeviceTests", dependencies: ["I2CDevice", "CI2C", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting",

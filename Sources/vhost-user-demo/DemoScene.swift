@@ -14,7 +14,7 @@ struct DemoScene: Sendable {
     let run: @Sendable (_ arguments: [String]) throws -> String
 
     /// Every scene, in the order the demo runs them. A new device adds its scene here.
-    static let all: [DemoScene] = [.rng, .block, .i2c, .rpmb, .gpio]
+    static let all: [DemoScene] = [.rng, .block, .i2c, .rpmb, .gpio, .input]
 }
 
 /// Why a scene failed.
@@ -26,14 +26,15 @@ struct DemoFailure: Error, CustomStringConvertible {
 /// Boots the scene's guest, printing what starts and then the guest's output and each daemon's log.
 func runGuest(
     _ what: String, daemons: [GuestDaemon], modules: [String], script: String, cpus: Int = 1,
-    machine: GuestMachine = .standard, tools: [String] = [], timeout: Duration = .seconds(180)
+    machine: GuestMachine = .standard, tools: [String] = [], timeout: Duration = .seconds(180),
+    hostAction: (@Sendable (GuestControl) throws -> Void)? = nil
 ) throws -> GuestResult {
     print("demo: \(what)")
     let result: GuestResult
     do {
         result = try GuestTestBed.run(
             daemons: daemons, modules: modules, script: script, timeout: timeout, cpus: cpus, machine: machine,
-            tools: tools)
+            tools: tools, hostAction: hostAction)
     } catch {
         print("\(error)")
         throw DemoFailure("the guest did not run (details above)")

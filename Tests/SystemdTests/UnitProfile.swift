@@ -50,7 +50,7 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
     /// Every daemon with units in systemd/, with its profile.
     static let all: [UnitProfile] = Installation.daemons.map { known[$0] ?? generic($0) }
 
-    static let known: [String: UnitProfile] = [rng, blk, i2c, rpmb, gpio].reduce(into: [:]) { $0[$1.daemon] = $1 }
+    static let known: [String: UnitProfile] = [rng, blk, i2c, rpmb, gpio, input].reduce(into: [:]) { $0[$1.daemon] = $1 }
 
     /// Boots a container with the project installed and the instance `vm1` set up: its options
     /// file written, `setUp` run, `serviceDropIn` (when given) added to the service as a drop-in,
@@ -196,6 +196,32 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
             // No driver starts the queue: the guest's config reads are what it logs at debug level.
             try container.waitForJournal(of: "vhost-user-rpmb@vm1.service", containing: "config read: 3 bytes at 0",
                                          priority: "debug", timeout: .seconds(10))
+        })
+
+    // MARK: input
+
+    /// A synthetic tablet named by the options file, with its control socket in the unit's runtime
+    /// directory: the guest's virtio_input lists it with its absolute axes.
+    static let input = UnitProfile(
+        daemon: "input",
+        options: "VHOST_USER_INPUT_OPTIONS=\"--kind tablet --name vm1-tablet --control-socket /run/vhost-user-input/vm1/control.sock\"\n",
+        qemuDevice: "vhost-user-input-pci", modules: ["virtio_input", "evdev"],
+        guestScript: { _ in
+            """
+            i=0; until grep -q 'Name="vm1-tablet"' /proc/bus/input/devices; do i=$((i+1)); [ $i -lt 100 ] || break; sleep 0.1; done
+            echo "name=$(sed -n 's/^N: Name="\\(vm1-tablet\\)"/\\1/p' /proc/bus/input/devices)"
+            echo "abs=$(grep -A9 'Name="vm1-tablet"' /proc/bus/input/devices | sed -n 's/^B: ABS=//p')"
+            """
+        },
+        checkGuest: { run, values, _, container in
+            #expect(values["abs"] == "3", "run \(run): the tablet's absolute axes: \(values["abs"] ?? "none")")
+            guard run == 1 else { return }
+            // The service still runs: its control socket, in the unit's runtime directory.
+            let kind = try container.shell("stat -c %F /run/vhost-user-input/vm1/control.sock")
+            #expect(kind.trimmingCharacters(in: .whitespacesAndNewlines) == "socket", "control socket: \(kind)")
+        },
+        checkOptions: { _, first in
+            #expect(first["name"] == "vm1-tablet", "the guest's input devices lack the tablet the options file names")
         })
 
     // MARK: any other daemon
