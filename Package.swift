@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "BlockDevice", targets: ["BlockDevice"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
+        .executable(name: "vhost-user-console", targets: ["vhost-user-console"]),
         .executable(name: "vhost-user-bench", targets: ["vhost-user-bench"]),
         .executable(name: "vhost-user-blk-bench", targets: ["vhost-user-blk-bench"]),
         .executable(name: "vhost-user-demo", targets: ["vhost-user-demo"]),
@@ -61,6 +62,13 @@ let package = Package(
             name: "vhost-user-blk",
             dependencies: ["BlockDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // virtio-console: named ports on host terminals, ptys, sockets and files.
+        .target(name: "CConsole"),
+        .target(name: "ConsoleDevice", dependencies: ["VhostUserKit", "CConsole", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(
+            name: "vhost-user-console",
+            dependencies: ["ConsoleDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "vhost-user-rng",
             dependencies: ["RNGDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -99,6 +107,7 @@ let package = Package(
         .testTarget(name: "VhostUserKitTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CVhostUser"]),
         .testTarget(name: "BlockDeviceTests", dependencies: ["BlockDevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "RNGDeviceTests", dependencies: ["RNGDevice", "VhostUserKit", "VhostUserTesting"]),
+        .testTarget(name: "ConsoleDeviceTests", dependencies: ["ConsoleDevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting"]),
         // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
         .testTarget(name: "GuestTests", dependencies: ["GuestBed"]),
