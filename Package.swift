@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "VhostUserKitTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CVhostUser"]),
         .testTarget(name: "BlockDeviceTests", dependencies: ["BlockDevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "RNGDeviceTests", dependencies: ["RNGDevice", "VhostUserKit", "VhostUserTesting"]),
-        .testTarget(name: "ConsoleDeviceTests", dependencies: ["ConsoleDevice", "VhostUserKit", "VhostUserTesting"]),
+        .testTarget(name: "ConsoleDeviceTests", dependencies: ["ConsoleDevice", "CConsole", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting"]),
         // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
         .testTarget(name: "GuestTests", dependencies: ["GuestBed"]),

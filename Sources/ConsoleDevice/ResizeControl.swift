@@ -24,7 +24,11 @@ final class ResizeControl {
         init(socket: OwnedDescriptor) { self.socket = socket }
     }
 
-    init(listener: OwnedDescriptor) { self.listener = listener }
+    /// Serves `listener` (made non-blocking: the group accepts only when it is ready).
+    init(listener: OwnedDescriptor) {
+        self.listener = listener
+        _ = fcntl(listener.rawValue, F_SETFL, fcntl(listener.rawValue, F_GETFL) | O_NONBLOCK)
+    }
 
     /// What a line asks for.
     enum Request: Equatable {
