@@ -155,7 +155,8 @@ struct SystemdUnitTests {
             echo "host=$reply"
             """
         let daemon = GuestDaemon(listeningOn: socket, qemuDevice: profile.qemuDevice, qemuDeviceOptions: profile.qemuDeviceOptions)
-        return try GuestTestBed.run(daemons: [daemon], modules: profile.modules, script: script, timeout: .seconds(180), hostAction: hostAction)
+        return try GuestTestBed.run(daemons: [daemon], modules: profile.modules, script: script, timeout: .seconds(180),
+                                    machine: profile.machine, hostAction: hostAction)
     }
 
     static func expectCleanShutdown(_ container: SystemdContainer, sourceLocation: SourceLocation = #_sourceLocation) {
