@@ -77,7 +77,7 @@ let package = Package(
         // Benchmarks (not tests): throughput through the fake frontend.
         .executableTarget(
             name: "vhost-user-bench",
-            dependencies: ["VhostUserTesting", "VhostUserKit", "RNGDevice"],
+            dependencies: ["VhostUserTesting", "VhostUserKit", "RNGDevice", "ConsoleDevice"],
             path: "Benchmarks/vhost-user-bench"
         ),
         // vhost-user-blk load generator and data verifier driven by libblkio (scripts/bench-blk).
