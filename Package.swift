@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "VhostUserTesting", targets: ["VhostUserTesting"]),
         // Device libraries, for the fuzz package (Fuzz/), which builds them with the fuzzer's instrumentation.
         .library(name: "BlockDevice", targets: ["BlockDevice"]),
+        .library(name: "ConsoleDevice", targets: ["ConsoleDevice"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
         .executable(name: "vhost-user-console", targets: ["vhost-user-console"]),

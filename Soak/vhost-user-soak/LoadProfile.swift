@@ -57,7 +57,7 @@ extension LoadProfile {
 }
 
 /// Every device the soak knows.
-var loadProfiles: [any LoadProfile.Type] { [RNGLoad.self, BlockLoad.self] }
+var loadProfiles: [any LoadProfile.Type] { [RNGLoad.self, BlockLoad.self, ConsoleLoad.self] }
 
 /// A daemon configuration the soak can run: a profile and extra daemon arguments.
 struct SoakTarget {

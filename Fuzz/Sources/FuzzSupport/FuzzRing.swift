@@ -148,14 +148,14 @@ extension FuzzRing {
     }()
 
     /// A `Virtqueue` over this ring with the input's ring features plus `extraFeatures`, as a queue
-    /// worker gets one. The ring lies inside guest memory by construction, so a refusal is a bug.
-    public func makeQueue(extraFeatures: UInt64 = 0, policy: MalformedChainPolicy,
+    /// worker gets one (as device queue `index`). The ring lies inside guest memory by construction, so a refusal is a bug.
+    public func makeQueue(index: Int = 0, extraFeatures: UInt64 = 0, policy: MalformedChainPolicy,
                           inflightRegion: UnsafeMutableRawPointer? = nil) -> Virtqueue {
         let s = Self.signals
         s.call.drain()
         s.err.drain()
         do {
-            return try Virtqueue(index: 0, size: size, address: address, base: base, memory: layout.memory,
+            return try Virtqueue(index: index, size: size, address: address, base: base, memory: layout.memory,
                                  features: features | extraFeatures, call: s.call, err: s.err,
                                  completionPort: CompletionPort(wake: s.wake), inflightRegion: inflightRegion,
                                  malformedChainPolicy: policy, logger: quietLogger)
