@@ -42,9 +42,10 @@ enum TerminalMode {
         return madeRaw
     }
 
-    /// Gives every taken descriptor its attributes and flags back (async-signal-safe).
+    /// Gives every taken descriptor its attributes and flags back (async-signal-safe), newest first:
+    /// descriptors sharing one open file (stdin and stdout on one terminal) end with the first state.
     static func restore() {
-        for i in saved.indices {
+        for i in saved.indices.reversed() {
             if var attributes = saved[i].attributes { _ = tcsetattr(saved[i].fd, TCSANOW, &attributes) }
             if saved[i].flags >= 0 { _ = fcntl(saved[i].fd, F_SETFL, saved[i].flags) }
         }

@@ -58,11 +58,13 @@ struct ConsoleCommand: ParsableCommand {
     }
 
     /// Beyond the daemon runtime's: the ports' sockets (accept4 is the runtime's; send and receive
-    /// without SIGPIPE), and the terminal's size and mode (TIOCGWINSZ, and TCSETS to restore it).
+    /// without SIGPIPE), and the terminal's size and mode (TIOCGWINSZ; TCSETS to restore it, which
+    /// glibc's tcsetattr follows with TCGETS to check).
     static let identity = DaemonIdentity(name: "vhost-user-console", type: "console", sandbox: [
         "sendto", "recvfrom",
         SystemCallRule("ioctl", where: .argument(1, equals: UInt32(TIOCGWINSZ))),
         SystemCallRule("ioctl", where: .argument(1, equals: UInt32(TCSETS))),
+        SystemCallRule("ioctl", where: .argument(1, equals: UInt32(TCGETS))),
     ])
 
     func run() throws {
