@@ -45,7 +45,6 @@ struct ConsoleGuestTests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let consoleLog = "\(dir)/console.log", dataSocket = "\(dir)/data.sock", resizeSocket = "\(dir)/resize.sock"
-        let received = "\(dir)/received", sent = "\(dir)/sent"
         let outcome = HostOutcome()
 
         let daemon = GuestDaemon(
@@ -64,9 +63,7 @@ struct ConsoleGuestTests {
 
                 try control.waitForLine("@@send", timeout: .seconds(300))
                 let data = try HostSocket(connectingTo: dataSocket)
-                let bytes = try data.read(count: Self.megabytes16)
-                try Data(bytes).write(to: URL(fileURLWithPath: received))
-                outcome.set("received.sha256", try sha256(of: received))
+                outcome.set("received.sha256", try BlockGuestTests.sha256(Data(try data.read(count: Self.megabytes16))))
 
                 try control.waitForLine("@@receive", timeout: .seconds(300))
                 var input = [UInt8](repeating: 0, count: Self.megabytes16)
@@ -74,8 +71,7 @@ struct ConsoleGuestTests {
                 input.withUnsafeMutableBytes { raw in
                     for i in stride(from: 0, to: raw.count, by: 8) { raw.storeBytes(of: rng.next() as UInt64, toByteOffset: i, as: UInt64.self) }
                 }
-                try Data(input).write(to: URL(fileURLWithPath: sent))
-                outcome.set("sent.sha256", try sha256(of: sent))
+                outcome.set("sent.sha256", try BlockGuestTests.sha256(Data(input)))
                 try data.write(input)
                 // Stay attached until the guest has read it all (it prints its hash then).
                 _ = try control.waitForLine(timeout: .seconds(300)) { $0.hasPrefix("in.sha256=") }
@@ -148,17 +144,4 @@ final class HostSocket {
             line.append(byte)
         }
     }
-}
-
-/// The SHA-256 of a file, by sha256sum(1).
-func sha256(of path: String) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
-    process.arguments = [path]
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    try process.run()
-    let output = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return String(decoding: output, as: UTF8.self).split(separator: " ").first.map(String.init) ?? ""
 }
