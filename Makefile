@@ -50,7 +50,7 @@ install: build
 check-units:
 	tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
 	for d in $(DAEMONS); do \
-		sed 's|@LIBEXECDIR@|/bin|; s|^ExecStart=/bin/vhost-user-[a-z]*|ExecStart=/bin/true|' systemd/vhost-user-$$d@.service > $$tmp/vhost-user-$$d@.service && \
+		sed 's|@LIBEXECDIR@|/bin|; s|^ExecStart=/bin/vhost-user-[a-z0-9]*|ExecStart=/bin/true|' systemd/vhost-user-$$d@.service > $$tmp/vhost-user-$$d@.service && \
 		cp systemd/vhost-user-$$d@.socket $$tmp/ || exit 1; \
 	done && cd $$tmp && \
 	for d in $(DAEMONS); do \

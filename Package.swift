@@ -9,9 +9,16 @@ let package = Package(
         .library(name: "VhostUserTesting", targets: ["VhostUserTesting"]),
         // Device libraries, for the fuzz package (Fuzz/), which builds them with the fuzzer's instrumentation.
         .library(name: "BlockDevice", targets: ["BlockDevice"]),
+        .library(name: "I2CDevice", targets: ["I2CDevice"]),
+        .library(name: "RPMBDevice", targets: ["RPMBDevice"]),
+        .library(name: "GPIODevice", targets: ["GPIODevice"]),
         .library(name: "ConsoleDevice", targets: ["ConsoleDevice"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
+        .executable(name: "vhost-user-i2c", targets: ["vhost-user-i2c"]),
+        .executable(name: "vhost-user-rpmb", targets: ["vhost-user-rpmb"]),
+        .executable(name: "vhost-user-rpmb-bench", targets: ["vhost-user-rpmb-bench"]),
+        .executable(name: "vhost-user-gpio", targets: ["vhost-user-gpio"]),
         .executable(name: "vhost-user-console", targets: ["vhost-user-console"]),
         .executable(name: "vhost-user-bench", targets: ["vhost-user-bench"]),
         .executable(name: "vhost-user-blk-bench", targets: ["vhost-user-blk-bench"]),
@@ -21,6 +28,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        // HMAC-SHA256 for vhost-user-rpmb's authenticated frames.
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.0"..<"4.0.0"),
     ],
     targets: [
         // C shim: what Swift cannot express (cmsg macros, memfd, packed epoll_event, atomics on shared memory).
@@ -63,6 +72,26 @@ let package = Package(
             name: "vhost-user-blk",
             dependencies: ["BlockDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // virtio-rpmb: authenticated frames (HMAC-SHA256) over a crash-consistent image.
+        .target(
+            name: "RPMBDevice",
+            dependencies: ["VhostUserKit", .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "vhost-user-rpmb",
+            dependencies: ["RPMBDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        // The Linux GPIO character device (uAPI v2 ioctls) for vhost-user-gpio's passthrough chip.
+        .target(name: "CGPIO"),
+        .target(
+            name: "GPIODevice",
+            dependencies: ["VhostUserKit", "CVhostUser", "CGPIO", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "vhost-user-gpio",
+            dependencies: ["GPIODevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         // virtio-console: named ports on host terminals, ptys, sockets and files.
         .target(name: "CConsole"),
         .target(name: "ConsoleDevice", dependencies: ["VhostUserKit", "CConsole", .product(name: "Logging", package: "swift-log")]),
@@ -75,11 +104,28 @@ let package = Package(
             dependencies: ["RNGDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
+        // vhost-user-i2c: the i2c-dev uAPI structs and ioctl numbers (Sources/CI2C), the device, the daemon.
+        .target(name: "CI2C"),
+        .target(
+            name: "I2CDevice",
+            dependencies: ["VhostUserKit", "CVhostUser", "CI2C", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "vhost-user-i2c",
+            dependencies: ["I2CDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
         // Benchmarks (not tests): throughput through the fake frontend.
         .executableTarget(
             name: "vhost-user-bench",
-            dependencies: ["VhostUserTesting", "VhostUserKit", "RNGDevice", "ConsoleDevice"],
+            dependencies: ["VhostUserTesting", "VhostUserKit", "RNGDevice", "I2CDevice", "GPIODevice", "ConsoleDevice"],
             path: "Benchmarks/vhost-user-bench"
+        ),
+        // vhost-user-rpmb: authenticated writes and reads per second against raw pwrite/pread (+fsync).
+        .executableTarget(
+            name: "vhost-user-rpmb-bench",
+            dependencies: ["VhostUserTesting", "VhostUserKit", "RPMBDevice", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Benchmarks/vhost-user-rpmb-bench"
         ),
         // vhost-user-blk load generator and data verifier driven by libblkio (scripts/bench-blk).
         .executableTarget(
@@ -92,7 +138,8 @@ let package = Package(
         .executableTarget(
             name: "vhost-user-soak",
             dependencies: ["VhostUserTesting", "VhostUserKit", "BlockDevice",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Crypto", package: "swift-crypto")],
             path: "Soak/vhost-user-soak"
         ),
 
@@ -107,9 +154,15 @@ let package = Package(
 
         .testTarget(name: "VhostUserKitTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CVhostUser"]),
         .testTarget(name: "BlockDeviceTests", dependencies: ["BlockDevice", "VhostUserKit", "VhostUserTesting"]),
+        .testTarget(name: "RPMBDeviceTests", dependencies: ["RPMBDevice", "VhostUserKit", "VhostUserTesting",
+                                                           .product(name: "Crypto", package: "swift-crypto"),
+                                                           .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "GPIODeviceTests", dependencies: ["GPIODevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "RNGDeviceTests", dependencies: ["RNGDevice", "VhostUserKit", "VhostUserTesting"]),
+        .testTarget(name: "I2CDeviceTests", dependencies: ["I2CDevice", "CI2C", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "ConsoleDeviceTests", dependencies: ["ConsoleDevice", "CConsole", "VhostUserKit", "VhostUserTesting"]),
-        .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CConsole"]),
+        .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CConsole",
+                                                       .product(name: "Crypto", package: "swift-crypto")]),
         // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
         .testTarget(name: "GuestTests", dependencies: ["GuestBed"]),
         // The installed units under a real systemd, serving a real guest.

@@ -1,6 +1,8 @@
 // Benchmarks (not tests). Each prints its numbers and a ratio against a reference measured in the same run.
 //
 //   vhost-user-bench rng [--seconds S] [--buffer BYTES] [--depth N] [--source PATH]
+//   vhost-user-bench i2c [--seconds S] [--length BYTES] [--depth N]
+//   vhost-user-bench gpio [--iterations N]
 //   vhost-user-bench console [--seconds S] [--buffer BYTES] [--depth N]
 import RNGDevice
 import VhostUserKit
@@ -88,10 +90,16 @@ case "rng":
     print("  direct read(2) of the source: \(fixed(reference / 1e6, 1)) MB/s")
     print("  vhost-user-rng via fake VMM:  \(fixed(ours / 1e6, 1)) MB/s")
     print("  ratio vhost-user/direct: \(fixed(ours / reference, 2))")
+case "i2c":
+    try runI2CBench(Arguments(args.dropFirst(2)))
+case "gpio":
+    try runGPIOBenchmark(Arguments(args.dropFirst(2)))
 case "console":
     try runConsoleBench(Arguments(args.dropFirst(2)))
 default:
     print("usage: vhost-user-bench rng [--seconds S] [--buffer BYTES] [--depth N] [--source PATH]")
+    print("       vhost-user-bench i2c [--seconds S] [--length BYTES] [--depth N]")
+    print("       vhost-user-bench gpio [--iterations N]")
     print("       vhost-user-bench console [--seconds S] [--buffer BYTES] [--depth N]")
     exit(2)
 }

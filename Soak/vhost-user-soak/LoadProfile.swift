@@ -28,6 +28,10 @@ protocol LoadProfile: AnyObject {
     /// `files` is a directory on tmpfs for the daemon's files (the soak removes it afterwards).
     init(files: String) throws
 
+    /// Makes what the daemon needs with the package's executables in `binaries` (rpmb's image, made by
+    /// `vhost-user-rpmb --create`), before the daemon starts.
+    func prepare(binaries: String) throws
+
     /// The daemon executable (a product of this package) and its arguments besides --socket-path.
     var executable: String { get }
     var arguments: [String] { get }
@@ -53,11 +57,12 @@ protocol LoadProfile: AnyObject {
 
 extension LoadProfile {
     static var variants: [(suffix: String, arguments: [String])] { [] }
+    func prepare(binaries: String) throws {}
     func checkControlPlane(_ frontend: FakeFrontend, _ setup: FrontendSetup) throws -> String? { nil }
 }
 
 /// Every device the soak knows.
-var loadProfiles: [any LoadProfile.Type] { [RNGLoad.self, BlockLoad.self, ConsoleLoad.self] }
+var loadProfiles: [any LoadProfile.Type] { [RNGLoad.self, BlockLoad.self, I2CLoad.self, RPMBLoad.self, GPIOLoad.self, ConsoleLoad.self] }
 
 /// A daemon configuration the soak can run: a profile and extra daemon arguments.
 struct SoakTarget {

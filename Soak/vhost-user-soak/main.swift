@@ -49,6 +49,7 @@ struct SoakCommand: ParsableCommand {
             let files = "\(work)/\(target.name)"
             try FileManager.default.createDirectory(atPath: files, withIntermediateDirectories: true)
             let profile = try target.profile.init(files: files)
+            try profile.prepare(binaries: binaries)
             let daemon = try DaemonUnderTest(executable: "\(binaries)/\(profile.executable)",
                                              arguments: profile.arguments + target.extraArguments,
                                              socketPath: "\(files)/sock", logPath: "\(files)/daemon.log")
@@ -61,7 +62,7 @@ struct SoakCommand: ParsableCommand {
         print(Report(runners: runners).render())
         let failed = runners.filter { !$0.stats.violations.isEmpty }
         // Keep the daemon logs of a failed run; the images go either way.
-        for r in runners { try? FileManager.default.removeItem(atPath: "\(work)/\(r.target.name)/disk.img") }
+        for r in runners { try? FileManager.default.removeItem(atPath: "\(work)/\(r.target.name)/disk.img"); try? FileManager.default.removeItem(atPath: "\(work)/\(r.target.name)/rpmb.img") }
         if failed.isEmpty {
             try? FileManager.default.removeItem(atPath: work)
             print("soak: PASS (seed \(seed))")

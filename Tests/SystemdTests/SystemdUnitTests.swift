@@ -156,7 +156,7 @@ struct SystemdUnitTests {
             """
         let daemon = GuestDaemon(listeningOn: socket, qemuDevice: profile.qemuDevice, qemuDeviceOptions: profile.qemuDeviceOptions)
         return try GuestTestBed.run(daemons: [daemon], modules: profile.modules, script: script, timeout: .seconds(180),
-                                    machine: profile.machine, hostAction: hostAction)
+                                    machine: profile.machine, tools: profile.tools, hostAction: hostAction)
     }
 
     static func expectCleanShutdown(_ container: SystemdContainer, sourceLocation: SourceLocation = #_sourceLocation) {

@@ -21,8 +21,11 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
     var qemuDevice: String
     var qemuDeviceOptions = ""
     var modules: [String] = []
-    /// The kernel and QEMU the guest runs on (a device without its own QEMU device needs the generic one).
+    /// The kernel and QEMU the guest boots: `.genericDevice` for a daemon QEMU attaches through its
+    /// generic vhost-user-device-pci.
     var machine: GuestMachine = .standard
+    /// Guest tools (Sources/GuestBed/GuestTools) the guest script runs.
+    var tools: [String] = []
     /// The start of the service's STATUS= text while a guest is attached.
     var servingStatus = "serving a front-end"
     /// Whether the test stops the service while QEMU is attached. Not when no guest driver starts
@@ -47,7 +50,7 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
     /// Every daemon with units in systemd/, with its profile.
     static let all: [UnitProfile] = Installation.daemons.map { known[$0] ?? generic($0) }
 
-    static let known: [String: UnitProfile] = [rng, blk, console].reduce(into: [:]) { $0[$1.daemon] = $1 }
+    static let known: [String: UnitProfile] = [rng, blk, i2c, rpmb, gpio, console].reduce(into: [:]) { $0[$1.daemon] = $1 }
 
     /// Boots a container with the project installed and the instance `vm1` set up: its options
     /// file written, `setUp` run, `serviceDropIn` (when given) added to the service as a drop-in,
@@ -153,6 +156,48 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
                                          priority: "debug", timeout: .seconds(10))
         })
 
+    // MARK: rpmb
+
+    /// An image made in the state directory before the units start, attached through QEMU's generic
+    /// vhost-user-device-pci of the rebuilt QEMU (no guest driver exists): the guest sees a virtio
+    /// device with id 28 whose config (read by rpmbprobe) is the image's capacity and the options
+    /// file's block limits.
+    static let rpmb = UnitProfile(
+        daemon: "rpmb",
+        options: "VHOST_USER_RPMB_OPTIONS=\"--max-write-blocks 8 --max-read-blocks 16 --log-level debug\"\n",
+        setUp: """
+            set -e
+            mkdir -p /var/lib/vhost-user/rpmb
+            /usr/libexec/vhost-user-rpmb --create --image /var/lib/vhost-user/rpmb/vm1.img --capacity 256K
+            """,
+        qemuDevice: "vhost-user-device-pci", qemuDeviceOptions: ",virtio-id=28,num_vqs=1,config_size=3",
+        machine: .genericDevice, tools: ["rpmbprobe"],
+        servingStatus: "front-end connected",
+        stopsWhileAttached: false,
+        guestScript: { _ in
+            """
+            set -e
+            echo "rpmb_devices=$(grep -l 0x001c /sys/bus/virtio/devices/*/device | wc -l)"
+            rpmbprobe
+            """
+        },
+        checkGuest: { run, values, _, _ in
+            #expect(values["rpmb_devices"] == "1", "run \(run): the guest sees \(values["rpmb_devices"] ?? "no") virtio devices with id 28")
+            // 256 KiB: 2 units of 128 KiB.
+            #expect(values["capacity"] == "2", "run \(run): the guest reads capacity \(values["capacity"] ?? "none")")
+        },
+        checkOptions: { container, first in
+            // --max-write-blocks 8 --max-read-blocks 16, in the config the guest reads.
+            #expect(first["max_wr_cnt"] == "8", "the guest reads max_wr_cnt \(first["max_wr_cnt"] ?? "none")")
+            #expect(first["max_rd_cnt"] == "16", "the guest reads max_rd_cnt \(first["max_rd_cnt"] ?? "none")")
+            // The image in the state directory, opened by the dynamic user; --log-level debug.
+            try container.waitForJournal(of: "vhost-user-rpmb@vm1.service", containing: "vm1.img: 256 KiB, key not programmed",
+                                         priority: "info", timeout: .seconds(10))
+            // No driver starts the queue: the guest's config reads are what it logs at debug level.
+            try container.waitForJournal(of: "vhost-user-rpmb@vm1.service", containing: "config read: 3 bytes at 0",
+                                         priority: "debug", timeout: .seconds(10))
+        })
+
     // MARK: console
 
     /// The unit's console socket, plus a named port logged to a file under the unit's LogsDirectory.
@@ -184,10 +229,13 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
 
     // MARK: any other daemon
 
-    static func generic(_ daemon: String) -> UnitProfile {
+    /// `arguments` are what the daemon needs to start besides `--log-level warning`; `checkFiles`
+    /// checks what they made in the container.
+    static func generic(_ daemon: String, arguments: String = "",
+                        checkFiles: @escaping @Sendable (SystemdContainer) throws -> Void = { _ in }) -> UnitProfile {
         UnitProfile(
             daemon: daemon,
-            options: "VHOST_USER_\(daemon.uppercased())_OPTIONS=\"--log-level warning\"\n",
+            options: "VHOST_USER_\(daemon.uppercased())_OPTIONS=\"\(arguments)\(arguments.isEmpty ? "" : " ")--log-level warning\"\n",
             qemuDevice: "vhost-user-\(daemon)-pci",
             servingStatus: "front-end connected",
             stopsWhileAttached: false,
@@ -200,6 +248,7 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
                 let journal = container.journal(of: "vhost-user-\(daemon)@vm1.service")
                 let lines = journal.split(separator: "\n").filter { $0.hasPrefix("vhost-user-\(daemon): ") }
                 #expect(lines.isEmpty, "with --log-level warning the daemon still logged:\n\(lines.joined(separator: "\n"))")
+                try checkFiles(container)
             })
     }
 }

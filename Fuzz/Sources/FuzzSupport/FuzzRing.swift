@@ -147,8 +147,9 @@ extension FuzzRing {
         return (call, err, wake)
     }()
 
-    /// A `Virtqueue` over this ring with the input's ring features plus `extraFeatures`, as a queue
-    /// worker gets one (as device queue `index`). The ring lies inside guest memory by construction, so a refusal is a bug.
+    /// A `Virtqueue` (device queue `index`) over this ring with the input's ring features plus
+    /// `extraFeatures`, as a queue worker gets one. The ring lies inside guest memory by construction,
+    /// so a refusal is a bug.
     public func makeQueue(index: Int = 0, extraFeatures: UInt64 = 0, policy: MalformedChainPolicy,
                           inflightRegion: UnsafeMutableRawPointer? = nil) -> Virtqueue {
         let s = Self.signals
@@ -163,4 +164,17 @@ extension FuzzRing {
             fatalError("a ring laid out inside guest memory was refused: \(error)")
         }
     }
+}
+
+/// What a queue worker does with `handler` on `queue`: passes until the ring is empty (at most four),
+/// then the stop that finishes or fails what the handler holds, and the last publish.
+public func serveLikeAWorker(_ handler: any QueueHandler, _ queue: Virtqueue) {
+    for _ in 0..<4 {
+        queue.disableNotifications()
+        _ = handler.process(queue)
+        queue.publish()
+        if queue.brokenReason != nil || !queue.enableNotifications() { break }
+    }
+    handler.stop(queue)
+    queue.publish()
 }

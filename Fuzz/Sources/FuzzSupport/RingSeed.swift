@@ -47,6 +47,20 @@ public struct RingSeed {
         patches.append(([0] + Self.address(region: region, offset: offset), bytes))
     }
 
+    /// Appends `chain` (buffers whose NEXT indices count from 0) as one request: in an indirect table,
+    /// or in consecutive descriptor slots (its NEXT indices moved to them); its head goes in the ring.
+    public mutating func append(chain: [[UInt8]], indirect: Bool) {
+        if indirect {
+            descriptors.append(Self.indirect(table: tables.count, entries: chain.count))
+            tables.append(chain)
+            heads.append(UInt16(descriptors.count - 1))
+        } else {
+            let first = descriptors.count
+            descriptors += chain.enumerated().map { i, d in var d = d; d[d.count - 1] = UInt8(first + i + 1); return d }
+            heads.append(UInt16(first))
+        }
+    }
+
     public var encoded: [UInt8] {
         var w = ByteWriter()
         w.append([sizeLog2, placement, featureBits])

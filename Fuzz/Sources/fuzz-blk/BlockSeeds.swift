@@ -26,15 +26,7 @@ func blockSeeds() -> [(String, [UInt8])] {
         var chain = [RingSeed.buffer(region: 0, offset: h, length: 16, flags: next, next: 1)]
         if data > 0 { chain.append(RingSeed.buffer(region: 0, offset: d, length: data, flags: next | (dataWritable ? write : 0), next: 2)) }
         chain.append(RingSeed.buffer(region: 0, offset: s, length: 1, flags: write))
-        if indirect {
-            seed.descriptors.append(RingSeed.indirect(table: seed.tables.count, entries: chain.count))
-            seed.tables.append(chain)
-        } else {
-            // Direct chains take consecutive slots: fix the NEXT indices to this chain's.
-            let first = seed.descriptors.count
-            seed.descriptors += chain.enumerated().map { i, d in var d = d; d[d.count - 1] = UInt8(first + i + 1); return d }
-        }
-        seed.heads.append(UInt16(indirect ? seed.descriptors.count - 1 : seed.descriptors.count - chain.count))
+        seed.append(chain: chain, indirect: indirect)
     }
     var seeds: [(String, [UInt8])] = []
     func add(_ name: String, config: UInt8, layout: UInt8 = 0, _ body: (inout RingSeed) -> Void) {

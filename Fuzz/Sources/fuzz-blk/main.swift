@@ -45,15 +45,7 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
         let ring = FuzzRing(&input, layout: layout)
         let oracle = RingOracle(ring)
         let queue = ring.makeQueue(extraFeatures: config & 16 != 0 ? VirtioBlock.Feature.flush : 0, policy: device.malformedChainPolicy)
-        // What a queue worker does: passes until the ring is empty, then the stop that waits for I/O.
-        for _ in 0..<4 {
-            queue.disableNotifications()
-            _ = handler.process(queue)
-            queue.publish()
-            if queue.brokenReason != nil || !queue.enableNotifications() { break }
-        }
-        handler.stop(queue)
-        queue.publish()
+        serveLikeAWorker(handler, queue)   // the stop waits for I/O
         oracle.expectValidUsedRing()
     }
     watch.check()

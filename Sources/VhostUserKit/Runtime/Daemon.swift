@@ -74,6 +74,10 @@ public final class Daemon: Sendable {
         do {
             try session.run(shutdown: shutdownEvent)
             logger.info("front-end disconnected")
+        } catch .interrupted {
+            // A shutdown request (SIGTERM) that came while the session waited for the rest of a
+            // message or for a reply: not the front-end's fault, and not an error.
+            logger.info("front-end disconnected (shutting down)")
         } catch {
             logger.error("dropping the front-end: \(error)")
         }
