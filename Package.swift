@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "RPMBDevice", targets: ["RPMBDevice"]),
         .library(name: "GPIODevice", targets: ["GPIODevice"]),
         .library(name: "InputDevice", targets: ["InputDevice"]),
+        .library(name: "ConsoleDevice", targets: ["ConsoleDevice"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
         .executable(name: "vhost-user-i2c", targets: ["vhost-user-i2c"]),
@@ -20,6 +21,7 @@ let package = Package(
         .executable(name: "vhost-user-rpmb-bench", targets: ["vhost-user-rpmb-bench"]),
         .executable(name: "vhost-user-gpio", targets: ["vhost-user-gpio"]),
         .executable(name: "vhost-user-input", targets: ["vhost-user-input"]),
+        .executable(name: "vhost-user-console", targets: ["vhost-user-console"]),
         .executable(name: "vhost-user-bench", targets: ["vhost-user-bench"]),
         .executable(name: "vhost-user-blk-bench", targets: ["vhost-user-blk-bench"]),
         .executable(name: "vhost-user-input-bench", targets: ["vhost-user-input-bench"]),
@@ -103,6 +105,13 @@ let package = Package(
             name: "vhost-user-input",
             dependencies: ["InputDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // virtio-console: named ports on host terminals, ptys, sockets and files.
+        .target(name: "CConsole"),
+        .target(name: "ConsoleDevice", dependencies: ["VhostUserKit", "CConsole", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(
+            name: "vhost-user-console",
+            dependencies: ["ConsoleDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "vhost-user-rng",
             dependencies: ["RNGDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -122,7 +131,7 @@ let package = Package(
         // Benchmarks (not tests): throughput through the fake frontend.
         .executableTarget(
             name: "vhost-user-bench",
-            dependencies: ["VhostUserTesting", "VhostUserKit", "RNGDevice", "I2CDevice", "GPIODevice"],
+            dependencies: ["VhostUserTesting", "VhostUserKit", "RNGDevice", "I2CDevice", "GPIODevice", "ConsoleDevice"],
             path: "Benchmarks/vhost-user-bench"
         ),
         // vhost-user-rpmb: authenticated writes and reads per second against raw pwrite/pread (+fsync).
@@ -171,7 +180,8 @@ let package = Package(
         .testTarget(name: "InputDeviceTests", dependencies: ["InputDevice", "CInput", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "RNGDeviceTests", dependencies: ["RNGDevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "I2CDeviceTests", dependencies: ["I2CDevice", "CI2C", "VhostUserKit", "VhostUserTesting"]),
-        .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting",
+        .testTarget(name: "ConsoleDeviceTests", dependencies: ["ConsoleDevice", "CConsole", "VhostUserKit", "VhostUserTesting"]),
+        .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CConsole",
                                                        .product(name: "Crypto", package: "swift-crypto")]),
         // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
         .testTarget(name: "GuestTests", dependencies: ["GuestBed"]),

@@ -3,6 +3,7 @@
 //   vhost-user-bench rng [--seconds S] [--buffer BYTES] [--depth N] [--source PATH]
 //   vhost-user-bench i2c [--seconds S] [--length BYTES] [--depth N]
 //   vhost-user-bench gpio [--iterations N]
+//   vhost-user-bench console [--seconds S] [--buffer BYTES] [--depth N]
 import RNGDevice
 import VhostUserKit
 import VhostUserTesting
@@ -93,9 +94,12 @@ case "i2c":
     try runI2CBench(Arguments(args.dropFirst(2)))
 case "gpio":
     try runGPIOBenchmark(Arguments(args.dropFirst(2)))
+case "console":
+    try runConsoleBench(Arguments(args.dropFirst(2)))
 default:
     print("usage: vhost-user-bench rng [--seconds S] [--buffer BYTES] [--depth N] [--source PATH]")
     print("       vhost-user-bench i2c [--seconds S] [--length BYTES] [--depth N]")
     print("       vhost-user-bench gpio [--iterations N]")
+    print("       vhost-user-bench console [--seconds S] [--buffer BYTES] [--depth N]")
     exit(2)
 }

@@ -50,7 +50,7 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
     /// Every daemon with units in systemd/, with its profile.
     static let all: [UnitProfile] = Installation.daemons.map { known[$0] ?? generic($0) }
 
-    static let known: [String: UnitProfile] = [rng, blk, i2c, rpmb, gpio, input].reduce(into: [:]) { $0[$1.daemon] = $1 }
+    static let known: [String: UnitProfile] = [rng, blk, i2c, rpmb, gpio, input, console].reduce(into: [:]) { $0[$1.daemon] = $1 }
 
     /// Boots a container with the project installed and the instance `vm1` set up: its options
     /// file written, `setUp` run, `serviceDropIn` (when given) added to the service as a drop-in,
@@ -222,6 +222,35 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
         },
         checkOptions: { _, first in
             #expect(first["name"] == "vm1-tablet", "the guest's input devices lack the tablet the options file names")
+        })
+
+    // MARK: console
+
+    /// The unit's console socket, plus a named port logged to a file under the unit's LogsDirectory.
+    static let console = UnitProfile(
+        daemon: "console",
+        options: "VHOST_USER_CONSOLE_OPTIONS=\"--port name=data,backend=file:/var/log/vhost-user-console/vm1/data.log\"\n",
+        qemuDevice: "vhost-user-device-pci", qemuDeviceOptions: ",virtio-id=3,num_vqs=6,config_size=12",
+        machine: .genericDevice,
+        guestScript: { run in
+            """
+            set -e
+            for d in /sys/class/virtio-ports/*; do
+                if [ "$(cat $d/name 2>/dev/null)" = data ]; then
+                    echo "port=data"
+                    echo "guest run \(run)" > /dev/$(basename $d)
+                fi
+            done
+            """
+        },
+        checkGuest: { run, values, _, container in
+            #expect(values["port"] == "data", "run \(run): the guest has no port named data")
+            let log = try container.shell("cat /var/log/vhost-user-console/vm1/data.log")
+            #expect(log.contains("guest run \(run)"), "run \(run): data.log holds \(log)")
+        },
+        checkOptions: { container, _ in
+            let log = try container.shell("cat /var/log/vhost-user-console/vm1/data.log")
+            #expect(log == "guest run 1\nguest run 2\n", "data.log holds \(log)")
         })
 
     // MARK: any other daemon
