@@ -131,19 +131,21 @@ let package = Package(
         // Benchmarks (not tests): throughput through the fake frontend.
         .executableTarget(
             name: "vhost-user-bench",
-            dependencies: ["VhostUserTesting", "VhostUserKit", "RNGDevice", "I2CDevice", "GPIODevice", "ConsoleDevice"],
+            dependencies: ["BenchmarkSupport", "VhostUserTesting", "VhostUserKit", "RNGDevice", "I2CDevice", "GPIODevice", "ConsoleDevice"],
             path: "Benchmarks/vhost-user-bench"
         ),
+        // What the benchmark executables share: their options and clock.
+        .target(name: "BenchmarkSupport", dependencies: ["VhostUserKit"], path: "Benchmarks/BenchmarkSupport"),
         // vhost-user-rpmb: authenticated writes and reads per second against raw pwrite/pread (+fsync).
         .executableTarget(
             name: "vhost-user-rpmb-bench",
-            dependencies: ["VhostUserTesting", "VhostUserKit", "RPMBDevice", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["BenchmarkSupport", "VhostUserTesting", "VhostUserKit", "RPMBDevice", .product(name: "Crypto", package: "swift-crypto")],
             path: "Benchmarks/vhost-user-rpmb-bench"
         ),
         // vhost-user-input: events per second from the control socket to the eventq, against a socket pair.
         .executableTarget(
             name: "vhost-user-input-bench",
-            dependencies: ["VhostUserTesting", "VhostUserKit", "InputDevice"],
+            dependencies: ["BenchmarkSupport", "VhostUserTesting", "VhostUserKit", "InputDevice"],
             path: "Benchmarks/vhost-user-input-bench"
         ),
         // vhost-user-blk load generator and data verifier driven by libblkio (scripts/bench-blk).

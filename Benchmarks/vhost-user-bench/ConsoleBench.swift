@@ -1,6 +1,7 @@
 // vhost-user-bench console: bytes per second each way through a console port (fake driver → daemon
 // worker → unix socket client, and back) against a unix socket pair moving the same chunks in the
 // same run.
+import BenchmarkSupport
 import ConsoleDevice
 import Synchronization
 import VhostUserKit

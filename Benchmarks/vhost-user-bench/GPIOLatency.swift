@@ -1,3 +1,4 @@
+import BenchmarkSupport
 import GPIODevice
 import VhostUserKit
 import VhostUserTesting

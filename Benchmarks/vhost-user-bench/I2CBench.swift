@@ -1,6 +1,7 @@
 // vhost-user-bench i2c: EEPROM random reads (a write of the word address, then a read of N bytes, one
 // FAIL_NEXT transaction as Linux's at24 driver makes them) through the daemon, against the same
 // transactions run on the same simulated bus in-process.
+import BenchmarkSupport
 import I2CDevice
 import VhostUserKit
 import VhostUserTesting

@@ -5,28 +5,14 @@
 //   vhost-user-bench gpio [--iterations N]
 //   vhost-user-bench console [--seconds S] [--buffer BYTES] [--depth N]
 import RNGDevice
+import BenchmarkSupport
 import VhostUserKit
 import VhostUserTesting
 #if canImport(Glibc)
 import Glibc
 #endif
 
-struct Arguments {
-    var values: [String: String] = [:]
-    init(_ args: ArraySlice<String>) {
-        var it = args.makeIterator()
-        while let key = it.next() {
-            guard key.hasPrefix("--") else { continue }
-            values[String(key.dropFirst(2))] = it.next() ?? ""
-        }
-    }
-    func int(_ key: String, _ fallback: Int) -> Int { values[key].flatMap(Int.init) ?? fallback }
-    func double(_ key: String, _ fallback: Double) -> Double { values[key].flatMap(Double.init) ?? fallback }
-    func string(_ key: String, _ fallback: String) -> String { values[key] ?? fallback }
-}
-
-/// Seconds on the monotonic clock.
-func now() -> Double { Double(monotonicNanoseconds()) / 1e9 }
+typealias Arguments = BenchmarkArguments
 
 /// Entropy through the whole vhost-user path: fake driver → socket-configured rings → daemon worker
 /// thread → source read into guest memory → used ring → call eventfd.

@@ -7,6 +7,7 @@
 //
 // The lines are "rel 1 0" and "sync" in turn on a synthetic mouse: one event each (REL_X, then
 // SYN_REPORT), so events per second and lines per second are the same number on both sides.
+import BenchmarkSupport
 import InputDevice
 import VhostUserKit
 import VhostUserTesting
@@ -14,14 +15,7 @@ import VhostUserTesting
 import Glibc
 #endif
 
-/// Seconds on the monotonic clock.
-func now() -> Double { Double(monotonicNanoseconds()) / 1e9 }
-
-func option(_ name: String, _ fallback: Double) -> Double {
-    let args = CommandLine.arguments
-    guard let i = args.firstIndex(of: "--\(name)"), i + 1 < args.count, let value = Double(args[i + 1]) else { return fallback }
-    return value
-}
+let options = BenchmarkArguments(CommandLine.arguments.dropFirst())
 
 /// Sends `chunkLines` lines of the workload at a time and reads their replies, until `stop`; returns
 /// the lines answered.
@@ -123,8 +117,8 @@ func throughSocketPair(seconds: Double, chunkLines: Int) -> Double {
     return Double(answered.withLock { $0 }) / elapsed
 }
 
-let seconds = option("seconds", 3)
-let chunkLines = Int(option("chunk", 64)) & ~1
+let seconds = options.double("seconds", 3)
+let chunkLines = options.int("chunk", 64) & ~1
 let device = try throughDevice(seconds: seconds, chunkLines: chunkLines)
 let reference = throughSocketPair(seconds: seconds, chunkLines: chunkLines)
 print("input events end to end (control socket → eventq completion): \(Int(device.eventsPerSecond)) events/s")

@@ -7,6 +7,7 @@
 //
 // Requests go one at a time, as RPMB's write counter makes them: each write names the counter the last
 // one left. --blocks sets the blocks per request (default 1).
+import BenchmarkSupport
 import Crypto
 import RPMBDevice
 import VhostUserKit
@@ -15,21 +16,7 @@ import VhostUserTesting
 import Glibc
 #endif
 
-struct Arguments {
-    var values: [String: String] = [:]
-    init(_ args: ArraySlice<String>) {
-        var it = args.makeIterator()
-        while let key = it.next() {
-            guard key.hasPrefix("--") else { continue }
-            values[String(key.dropFirst(2))] = it.next() ?? ""
-        }
-    }
-    func double(_ key: String, _ fallback: Double) -> Double { values[key].flatMap(Double.init) ?? fallback }
-    func int(_ key: String, _ fallback: Int) -> Int { values[key].flatMap(Int.init) ?? fallback }
-    func string(_ key: String, _ fallback: String) -> String { values[key] ?? fallback }
-}
-
-func now() -> Double { Double(monotonicNanoseconds()) / 1e9 }
+typealias Arguments = BenchmarkArguments
 
 let arguments = Arguments(CommandLine.arguments.dropFirst())
 let seconds = arguments.double("seconds", 3)
