@@ -186,7 +186,7 @@ let package = Package(
         .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CConsole",
                                                        .product(name: "Crypto", package: "swift-crypto")]),
         // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
-        .testTarget(name: "GuestTests", dependencies: ["GuestBed"]),
+        .testTarget(name: "GuestTests", dependencies: ["GuestBed", "VhostUserKit"]),
         // The installed units under a real systemd, serving a real guest.
         .testTarget(name: "SystemdTests", dependencies: ["SystemdBed", "GuestBed"]),
     ],

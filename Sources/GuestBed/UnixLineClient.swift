@@ -3,42 +3,29 @@
 
 import Foundation
 import Glibc
+import VhostUserKit
 
 /// Connects to a unix stream socket and exchanges lines. One thread at a time.
 public final class UnixLineClient {
-    private let fd: Int32
+    private let socket: OwnedDescriptor
+    private var fd: Int32 { socket.rawValue }
     private var pending: [UInt8] = []
 
     /// Connects to `path`, retrying until `timeout` while the socket does not exist or refuses yet.
     public init(path: String, timeout: Duration = .seconds(10)) throws {
         let deadline = ContinuousClock.now + timeout
         while true {
-            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard fd >= 0 else { throw GuestTestBedError("socket: errno \(errno)") }
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in
-                let bytes = Array(path.utf8.prefix(raw.count - 1))
-                raw.copyBytes(from: bytes)
-            }
-            let rc = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-            }
-            if rc == 0 {
-                self.fd = fd
+            do {
+                socket = try UnixListener.connect(to: path)
                 return
+            } catch .system(let error) where (error.errno == ENOENT || error.errno == ECONNREFUSED) && ContinuousClock.now < deadline {
+                // Wait for the daemon to create its socket: poll(2) on nothing is a bounded pause between tries.
+                _ = poll(nil, 0, 20)
+            } catch {
+                throw GuestTestBedError("connect \(path): \(error)")
             }
-            let error = errno
-            close(fd)
-            guard (error == ENOENT || error == ECONNREFUSED) && ContinuousClock.now < deadline else {
-                throw GuestTestBedError("connect \(path): errno \(error)")
-            }
-            // Wait for the daemon to create its socket: poll(2) on nothing is a bounded pause between tries.
-            _ = poll(nil, 0, 20)
         }
     }
-
-    deinit { close(fd) }
 
     /// Sends `line` and returns the reply line (without its newline), waiting up to `timeout`.
     public func command(_ line: String, timeout: Duration = .seconds(10)) throws -> String {
@@ -47,6 +34,12 @@ public final class UnixLineClient {
             throw GuestTestBedError("send to the control socket: errno \(errno)")
         }
         return try readLine(timeout: timeout)
+    }
+
+    /// Sends `line` and throws unless the reply is `ok`.
+    public func expectOK(_ line: String, timeout: Duration = .seconds(10)) throws {
+        let reply = try command(line, timeout: timeout)
+        guard reply == "ok" else { throw GuestTestBedError("\(line): \(reply)") }
     }
 
     /// The next line the server sends.

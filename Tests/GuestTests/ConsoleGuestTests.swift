@@ -5,6 +5,7 @@
 import Foundation
 import GuestBed
 import Testing
+import VhostUserKit
 
 @Suite(.enabled(if: GuestTestBed.enabled, "VHOST_USER_SKIP_GUEST_TESTS=1"))
 struct ConsoleGuestTests {
@@ -99,22 +100,16 @@ final class HostOutcome: @unchecked Sendable {
 
 /// A connected unix stream socket, blocking.
 final class HostSocket {
-    let fd: Int32
+    private let socket: OwnedDescriptor
+    var fd: Int32 { socket.rawValue }
 
     init(connectingTo path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[i] = byte }
+        do {
+            socket = try UnixListener.connect(to: path)
+        } catch {
+            throw GuestTestBedError("cannot connect to \(path): \(error)")
         }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard fd >= 0, rc == 0 else { throw GuestTestBedError("cannot connect to \(path): errno \(errno)") }
     }
-
-    deinit { close(fd) }
 
     func write(_ bytes: [UInt8]) throws {
         var done = 0

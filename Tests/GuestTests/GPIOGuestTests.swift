@@ -54,7 +54,7 @@ struct GPIOGuestTests {
                 // Each wait prints "waiting" once its interrupt is enabled (an edge is latched from
                 // then on, one at a time), and a line per event; the host makes one edge at a time.
                 try guest.waitForLine("waiting", timeout: .seconds(120))
-                let socket = try GPIOControlClient(path: control)
+                let socket = try UnixLineClient(path: control)
                 func edge(_ command: String, then line: String) throws {
                     try socket.expectOK(command)
                     try guest.waitForLine(line, timeout: .seconds(60))
@@ -131,7 +131,7 @@ struct GPIOGuestTests {
         let result = try GuestTestBed.run(
             daemons: [daemon], modules: [], script: Self.levelScript, timeout: .seconds(240), machine: .customKernel,
             hostAction: { guest in
-                let socket = try GPIOControlClient(path: control)
+                let socket = try UnixLineClient(path: control)
                 for command in commands {
                     try guest.waitForLine("@@\(command)", timeout: .seconds(120))
                     try socket.expectOK(command)
@@ -154,40 +154,5 @@ struct GPIOGuestTests {
                 Issue.record("level-\(trigger) did not stop firing: \(result.output)")
             }
         }
-    }
-}
-
-/// The host script's side of the simulated chip's control socket.
-final class GPIOControlClient {
-    let fd: Int32
-
-    init(path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard rc == 0 else {
-            close(fd)
-            throw GuestTestBedError("connect \(path): errno \(errno)")
-        }
-    }
-
-    deinit { close(fd) }
-
-    /// Sends `command` and expects `ok` back within 10 s.
-    func expectOK(_ command: String) throws {
-        let bytes = Array((command + "\n").utf8)
-        guard send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else { throw GuestTestBedError("send: errno \(errno)") }
-        var reply: [UInt8] = []
-        var byte: UInt8 = 0
-        while byte != UInt8(ascii: "\n") {
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&pfd, 1, 10_000) == 1, read(fd, &byte, 1) == 1 else { throw GuestTestBedError("no reply to \(command)") }
-            reply.append(byte)
-        }
-        guard reply == Array("ok\n".utf8) else { throw GuestTestBedError("\(command): \(String(decoding: reply, as: UTF8.self))") }
     }
 }
