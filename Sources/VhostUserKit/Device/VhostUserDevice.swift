@@ -45,6 +45,13 @@ public protocol VhostUserDevice: AnyObject, Sendable {
     /// (nil: none; an ack is sent when the front-end asked for one); throw to refuse it. The default
     /// refuses with `DeviceError.unsupportedRequest`. Called on the control thread.
     func handleFrontendRequest(_ request: UInt32, payload: [UInt8], descriptors: [OwnedDescriptor]) throws -> DeviceReply?
+    /// The device's state beyond its rings, for migration and snapshots (DEVICE_STATE); nil when it
+    /// has none (the default). Called on the control thread while every queue is stopped.
+    func saveState() throws -> DeviceState?
+    /// Applies a state that `saveState` made, maybe in another daemon or an older version: check all
+    /// of it first (`DeviceState.expect`, `DeviceStateReader`) and throw without changing anything
+    /// when any part is wrong. Called on the control thread while every queue is stopped.
+    func loadState(_ state: DeviceState) throws
 }
 
 extension VhostUserDevice {
@@ -66,6 +73,8 @@ extension VhostUserDevice {
     public func handleFrontendRequest(_ request: UInt32, payload: [UInt8], descriptors: [OwnedDescriptor]) throws -> DeviceReply? {
         throw DeviceError.unsupportedRequest
     }
+    public func saveState() throws -> DeviceState? { nil }
+    public func loadState(_ state: DeviceState) throws { throw DeviceStateError.unexpectedState }
 }
 
 /// A device's reply to a front-end request: payload bytes and descriptors to pass along.
