@@ -53,7 +53,7 @@ public enum InflightSharing: Sendable {
 
 extension FakeFrontend {
     /// Brings a device up the way `profile` does: negotiates (accepting every feature offered, except
-    /// those in `maskFeatures`), shares `memory`, and starts `queueSizes.count` rings laid out in it.
+    /// those in `maskFeatures` and LOG_ALL, which only a migration turns on), shares `memory`, and starts `queueSizes.count` rings laid out in it.
     public func setUp(_ profile: FrontendProfile, memory: FakeGuestMemory, queueSizes: [Int],
                       maskFeatures: UInt64 = 0, withBackendChannel: Bool = true) throws -> FrontendSetup {
         let queues = try queueSizes.enumerated().map { try FakeQueue(index: $0.offset, size: $0.element, memory: memory) }
@@ -67,12 +67,14 @@ extension FakeFrontend {
                       inflight: InflightSharing = .none, maskFeatures: UInt64 = 0,
                       withBackendChannel: Bool = true) throws -> FrontendSetup {
         for q in queues { q.connection = self }
+        let maskFeatures = maskFeatures | VirtioFeature.logAll
         var backend: (ours: OwnedDescriptor, theirs: OwnedDescriptor)?
         if withBackendChannel { backend = try socketPair() }
 
         func negotiateProtocol() throws {
             let offered = try getProtocolFeatures()
-            let wanted: ProtocolFeatures = [.mq, .replyAck, .backendReq, .config, .configureMemSlots, .status, .resetDevice, .inflightShmfd]
+            let wanted: ProtocolFeatures = [.mq, .replyAck, .backendReq, .config, .configureMemSlots, .status, .resetDevice, .inflightShmfd,
+                                            .logShmfd, .deviceState]
             try setProtocolFeatures(offered.intersection(wanted))
         }
         var sharedInflight: SharedInflightRegion?

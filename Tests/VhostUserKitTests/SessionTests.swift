@@ -42,7 +42,7 @@ struct SessionTests {
         let offered = try f.getProtocolFeatures()
         #expect(offered == ProtocolFeatures.kitDefault.union([.config, .inflightShmfd]))
         try f.setProtocolFeatures([.replyAck])
-        try expectNack(f, .setProtocolFeatures, U64Payload(ProtocolFeatures([.replyAck, .logShmfd]).rawValue).encoded())
+        try expectNack(f, .setProtocolFeatures, U64Payload(ProtocolFeatures([.replyAck, .pagefault]).rawValue).encoded())
         try expectAck(f, .setProtocolFeatures, U64Payload(offered.rawValue).encoded())
 
         // A device without config space or inflight support offers neither.

@@ -85,6 +85,30 @@ final class LoopbackDevice: VhostUserDevice {
     static let postConfigChangeByte: UInt8 = 0xcc
 
     fileprivate func recordServed(queue: Int) { state.withLock { $0.served[queue] += 1 } }
+
+    /// State for DEVICE_STATE: the config space and a blob of any size (tests make it larger than a
+    /// pipe's buffer).
+    let blob = Locked<[UInt8]>([])
+    static let stateKind = "loop"
+
+    func saveState() throws -> DeviceState? {
+        var w = ByteWriter()
+        w.append(state.withLock { $0.config })
+        let blob = blob.withLock { $0 }
+        w.u32(UInt32(blob.count))
+        w.append(blob)
+        return DeviceState(kind: Self.stateKind, version: 1, payload: w.bytes)
+    }
+
+    func loadState(_ saved: DeviceState) throws {
+        try saved.expect(kind: Self.stateKind, versions: 1...1)
+        var r = DeviceStateReader(saved)
+        let config = try r.bytes(Self.defaultConfig.count)
+        let blob = try r.bytes(try r.count(max: DeviceState.maximumPayload))
+        try r.finish()
+        state.withLock { $0.config = config }
+        self.blob.withLock { $0 = blob }
+    }
 }
 
 /// Copies a chain's readable bytes into its writable buffers through `bounce`; returns the bytes written.

@@ -103,5 +103,10 @@ static inline void vhu_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_
 static inline void vhu_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 /// Orders earlier loads before later loads and stores.
 static inline void vhu_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
+/// Sets `bits` in a byte of the dirty log, which the front-end reads and clears concurrently: a locked
+/// read-modify-write, ordered after the guest-memory writes it reports.
+static inline void vhu_atomic_or_u8(void *p, uint8_t bits) {
+    (void)__atomic_fetch_or((uint8_t *)p, bits, __ATOMIC_SEQ_CST);
+}
 
 #endif

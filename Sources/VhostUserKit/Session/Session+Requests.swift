@@ -217,9 +217,36 @@ extension Session {
             try expect(m, descriptors: 0, payload: 0)
             return Reply(U64Payload(status))
 
-        case .setLogBase, .setLogFd, .sendRarp, .netSetMtu, .iotlbMsg, .setVringEndian, .createCryptoSession,
+        case .setLogBase:
+            let description = try LogDescription(decoding: m.payload, for: request)
+            try expect(m, descriptors: 1)
+            guard protocolFeatures.contains(.logShmfd) else { throw .invalidRequest(request, "LOG_SHMFD was not negotiated") }
+            let log = try DirtyLog(description, file: m.descriptors[0])
+            // Running workers write to the current log: they stop (and drop it) before it is replaced.
+            stopAllQueues()
+            dirtyLog = log
+            logger.info("dirty log: \(description.mmapSize) bytes (guest pages up to \(description.mmapSize * 8 * DirtyLog.pageSize >> 20) MiB)")
+            // QEMU waits for this reply whatever NEED_REPLY says (vhost-user spec: "the back-end must reply").
+            return Reply(U64Payload(0))
+
+        case .setLogFd:
+            try expect(m, descriptors: 1)
+            stopAllQueues()
+            logCall = EventFD(adopting: m.descriptors[0])
+            return nil
+
+        case .setDeviceStateFd:
+            let parameters = try DeviceStateTransferParameters(decoding: m.payload, for: request)
+            try expect(m, descriptors: 1)
+            return try startStateTransfer(parameters, pipe: m.descriptors[0])
+
+        case .checkDeviceState:
+            try expect(m, descriptors: 0, payload: 0)
+            return Reply(U64Payload(finishStateTransfer() ? 0 : 1))
+
+        case .sendRarp, .netSetMtu, .iotlbMsg, .setVringEndian, .createCryptoSession,
              .closeCryptoSession, .postcopyAdvise, .postcopyListen, .postcopyEnd, .gpuSetSocket,
-             .getSharedObject, .setDeviceStateFd, .checkDeviceState, .getShmemConfig:
+             .getSharedObject, .getShmemConfig:
             return try deviceRequest(m)
         }
     }

@@ -1,4 +1,7 @@
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One front-end connection: reads requests, keeps the vring state machine and the memory table,
 /// and starts and stops the queue workers. Runs on the daemon's control thread; the device sees only
@@ -19,6 +22,12 @@ public final class Session {
     var backend: BackendChannel?
     var status: UInt64 = 0
     var inflight: InflightRegion?
+    /// The dirty log the front-end shared (SET_LOG_BASE); rings log into it while LOG_ALL is negotiated.
+    var dirtyLog: DirtyLog?
+    /// SET_LOG_FD's eventfd, signalled after logged used-ring updates.
+    var logCall: EventFD?
+    /// The DEVICE_STATE transfer between SET_DEVICE_STATE_FD and CHECK_DEVICE_STATE.
+    var stateTransfer: DeviceStateTransfer?
 
     public init(device: any VhostUserDevice, socket: OwnedDescriptor, logger: Logger, pollNanoseconds: UInt64 = 0,
                 onQueuesRunning: @escaping (Int) -> Void = { _ in }) {
@@ -160,7 +169,8 @@ public final class Session {
                                           features: features, call: slot.call, err: slot.err,
                                           completionPort: CompletionPort(wake: try EventFD()),
                                           inflightRegion: inflightRegion(queue: index, size: size),
-                                          malformedChainPolicy: device.malformedChainPolicy, logger: logger)
+                                          malformedChainPolicy: device.malformedChainPolicy,
+                                          dirtyLog: ringLog(queue: index, address: address), logCall: logCall, logger: logger)
                 if slot.callReplaced {
                     queue.signalIfUsed()
                     slot.callReplaced = false
@@ -185,6 +195,20 @@ public final class Session {
             for queue in queues { slots[queue.index].err?.signal() }
         }
     }
+
+    /// The dirty log queue `index` writes into: while LOG_ALL is negotiated and its SET_VRING_ADDR asked
+    /// for logging (VHOST_VRING_F_LOG). Nil otherwise, and always with the test-only switch
+    /// `VHOST_USER_DEVICES_TEST_IGNORE_DIRTY_LOG` set, which shows what a lost dirty page does.
+    private func ringLog(queue index: Int, address: VringAddress) -> DirtyLog? {
+        guard features & VirtioFeature.logAll != 0, address.flags & VringAddress.logFlag != 0 else { return nil }
+        guard let dirtyLog else {
+            logger.warning("queue \(index): logging asked for before SET_LOG_BASE; its writes are not logged")
+            return nil
+        }
+        return Self.ignoresDirtyLog ? nil : dirtyLog
+    }
+
+    private static let ignoresDirtyLog = getenv("VHOST_USER_DEVICES_TEST_IGNORE_DIRTY_LOG") != nil
 
     /// Queue `index`'s part of the inflight region, when the device tracks in-flight requests and the
     /// front-end shared a region laid out for this queue size.
@@ -227,6 +251,8 @@ public final class Session {
         features = 0
         status = 0
         inflight = nil
+        _ = stateTransfer?.finish()
+        stateTransfer = nil
         device.reset()
     }
 
@@ -235,6 +261,8 @@ public final class Session {
         resetDevice()
         protocolFeatures = []
         memory = .empty
+        dirtyLog = nil
+        logCall = nil
         if backend != nil {
             backend = nil
             device.backendChannelChanged(nil)

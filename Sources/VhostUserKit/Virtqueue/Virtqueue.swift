@@ -33,6 +33,13 @@ public final class Virtqueue: @unchecked Sendable {
     private let call: EventFD?
     private let err: EventFD?
     private let logger: Logger
+    /// The dirty log while live migration logs this ring (VHOST_F_LOG_ALL and the ring's log flag),
+    /// else nil: every write into guest memory checks it once.
+    private let dirtyLog: DirtyLog?
+    /// The used ring's guest physical address (SET_VRING_ADDR's log_guest_addr), for logging its writes.
+    private let usedLogAddress: UInt64
+    /// SET_LOG_FD's eventfd: told after each logged publish (front-ends that poll the log pass none).
+    private let logCall: EventFD?
     /// Host segments of the chain being handed out: reused for every chain, never reallocated.
     private let scratch: UnsafeMutableBufferPointer<UnsafeMutableRawBufferPointer>
 
@@ -61,11 +68,12 @@ public final class Virtqueue: @unchecked Sendable {
     private var knownFaults = MemoryGuard.faultCount
 
     /// Resolves the ring addresses (front-end virtual addresses) in `memory` and checks that all three
-    /// parts lie inside it, aligned as the spec requires (`RingLocation`).
+    /// parts lie inside it, aligned as the spec requires (`RingLocation`). With a `dirtyLog`, every
+    /// write into guest memory is logged: the used ring at `address.log`, buffers where the chain says.
     public init(index: Int, size: Int, address: VringAddress, base: UInt16, memory: GuestMemory,
                 features: UInt64, call: EventFD?, err: EventFD?, completionPort: CompletionPort,
                 inflightRegion: UnsafeMutableRawPointer? = nil, malformedChainPolicy: MalformedChainPolicy = .returnEmpty,
-                logger: Logger) throws(VirtqueueError) {
+                dirtyLog: DirtyLog? = nil, logCall: EventFD? = nil, logger: Logger) throws(VirtqueueError) {
         precondition(SplitRingLayout.isValid(size: size))
         let layout = SplitRingLayout(size: size)
         let ring = try RingLocation(address, size: size, in: memory)
@@ -84,6 +92,9 @@ public final class Virtqueue: @unchecked Sendable {
         self.err = err
         self.completionPort = completionPort
         self.logger = logger
+        self.dirtyLog = dirtyLog
+        self.usedLogAddress = address.log
+        self.logCall = logCall
         self.nextAvail = base
         let usedIndex = vhu_load_acquire_u16(ring.used + SplitRingLayout.usedIndexOffset)
         self.nextUsed = usedIndex
@@ -250,7 +261,8 @@ public final class Virtqueue: @unchecked Sendable {
 
     /// Returns `chain` to the driver, reporting `written` bytes (clamped to what the chain can hold).
     /// Every byte a device writes into guest memory becomes visible to the driver through this call
-    /// (or `complete(head:written:)`): this is where dirty-page logging for live migration belongs.
+    /// (or `complete(head:written:)`), which is why dirty-page logging happens there: the first
+    /// `written` bytes of the chain's writable buffers are logged, so a device reports what it wrote.
     @inline(__always)
     public func complete(_ chain: DescriptorChain, written: Int) {
         complete(head: chain.head, written: UInt32(clamping: min(max(0, written), chain.writableLength)))
@@ -262,8 +274,57 @@ public final class Virtqueue: @unchecked Sendable {
         let element = used + layout.usedElementOffset(Int(nextUsed & mask))
         element.storeBytes(of: UInt32(head).littleEndian, as: UInt32.self)
         element.storeBytes(of: written.littleEndian, toByteOffset: 4, as: UInt32.self)
+        if let dirtyLog {
+            if written > 0 { logWrittenBuffers(head: head, written: written, in: dirtyLog) }
+            logUsed(offset: layout.usedElementOffset(Int(nextUsed & mask)), length: SplitRingLayout.usedElementSize, in: dirtyLog)
+        }
         inflight?.completed(head)
         nextUsed &+= 1
+    }
+
+    // MARK: Dirty logging
+
+    /// Logs the pages of the first `written` bytes of chain `head`'s writable buffers, walking the
+    /// descriptors again by guest address (the chain's host views are gone when a completion comes
+    /// from another thread). Bounded like `walk`; a descriptor the driver changed meanwhile only
+    /// changes which pages are logged, never what the daemon touches.
+    private func logWrittenBuffers(head: UInt16, written: UInt32, in log: DirtyLog) {
+        var remaining = UInt64(written)
+        var table = UnsafeRawPointer(descriptors)
+        var tableSize = size
+        var index = head
+        var visited = 0
+        var inIndirect = false
+        while remaining > 0, Int(index) < tableSize {
+            let d = table + Int(index) * SplitRingLayout.descriptorSize
+            let address = UInt64(littleEndian: d.loadUnaligned(as: UInt64.self))
+            let length = UInt32(littleEndian: d.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+            let flags = UInt16(littleEndian: d.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
+            if flags & SplitRingLayout.flagIndirect != 0 {
+                guard !inIndirect, length % UInt32(SplitRingLayout.descriptorSize) == 0,
+                      let t = memory.contiguous(guest: address, length: Int(length)) else { return }
+                table = UnsafeRawPointer(t)
+                tableSize = Int(length) / SplitRingLayout.descriptorSize
+                index = 0
+                inIndirect = true
+                continue
+            }
+            visited += 1
+            guard visited <= size else { return }
+            if flags & SplitRingLayout.flagWrite != 0 {
+                let n = min(remaining, UInt64(length))
+                log.mark(guest: address, length: n)
+                remaining -= n
+            }
+            guard flags & SplitRingLayout.flagNext != 0 else { return }
+            index = UInt16(littleEndian: d.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
+        }
+    }
+
+    /// Logs a write of `length` bytes at `offset` into the used ring.
+    @inline(__always)
+    private func logUsed(offset: Int, length: Int, in log: DirtyLog) {
+        log.mark(guest: usedLogAddress &+ UInt64(offset), length: UInt64(length))
     }
 
     /// Publishes the used elements filled since the last call and interrupts the driver if it asked
@@ -273,6 +334,10 @@ public final class Virtqueue: @unchecked Sendable {
     public func publish() -> Bool {
         guard nextUsed != publishedUsed else { return false }
         vhu_store_release_u16(used + SplitRingLayout.usedIndexOffset, nextUsed)
+        if let dirtyLog {
+            logUsed(offset: SplitRingLayout.usedIndexOffset, length: 2, in: dirtyLog)
+            logCall?.signal()
+        }
         inflight?.published(batch: Int(nextUsed &- publishedUsed), usedIndex: nextUsed)
         publishedUsed = nextUsed
         guard needsInterrupt(), call != nil else { return false }
@@ -323,7 +388,10 @@ public final class Virtqueue: @unchecked Sendable {
     /// the stale avail_event already suppresses kicks).
     @inline(__always)
     public func disableNotifications() {
-        if !eventIdx { vhu_store_relaxed_u16(used, SplitRingLayout.usedNoNotify) }
+        if !eventIdx {
+            vhu_store_relaxed_u16(used, SplitRingLayout.usedNoNotify)
+            if let dirtyLog { logUsed(offset: 0, length: 2, in: dirtyLog) }
+        }
     }
 
     /// Asks the driver to kick for the next buffer, then checks once more for buffers that raced with
@@ -332,8 +400,10 @@ public final class Virtqueue: @unchecked Sendable {
     public func enableNotifications() -> Bool {
         if eventIdx {
             vhu_store_relaxed_u16(used + layout.availEventOffset, nextAvail)
+            if let dirtyLog { logUsed(offset: layout.availEventOffset, length: 2, in: dirtyLog) }
         } else {
             vhu_store_relaxed_u16(used, 0)
+            if let dirtyLog { logUsed(offset: 0, length: 2, in: dirtyLog) }
         }
         vhu_fence_seq_cst()
         return hasAvailable

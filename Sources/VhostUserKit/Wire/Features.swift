@@ -11,8 +11,9 @@ public enum VirtioFeature {
     public static let inOrder: UInt64 = 1 << 35
     public static let logAll: UInt64 = 1 << 26
 
-    /// What every daemon built on the kit offers, on top of the device's own bits.
-    public static let kitFeatures: UInt64 = version1 | ringIndirectDesc | ringEventIdx | protocolFeatures
+    /// What every daemon built on the kit offers, on top of the device's own bits (LOG_ALL: the kit
+    /// logs every device's writes while a migration asks for it).
+    public static let kitFeatures: UInt64 = version1 | ringIndirectDesc | ringEventIdx | protocolFeatures | logAll
 }
 
 /// vhost-user protocol feature bits (vhost-user spec, "Protocol features").
@@ -41,8 +42,10 @@ public struct ProtocolFeatures: OptionSet, Sendable, Hashable, CustomStringConve
     public static let sharedObject = ProtocolFeatures(rawValue: 1 << 18)
     public static let deviceState = ProtocolFeatures(rawValue: 1 << 19)
 
-    /// Offered by every daemon; CONFIG and INFLIGHT_SHMFD are added when the device supports them.
-    public static let kitDefault: ProtocolFeatures = [.mq, .replyAck, .backendReq, .resetDevice, .configureMemSlots, .status]
+    /// Offered by every daemon (LOG_SHMFD and DEVICE_STATE for migration: the kit logs writes and moves
+    /// the device's state); CONFIG and INFLIGHT_SHMFD are added when the device supports them.
+    public static let kitDefault: ProtocolFeatures = [.mq, .replyAck, .backendReq, .resetDevice, .configureMemSlots, .status,
+                                                      .logShmfd, .deviceState]
 
     public var description: String { "0x" + String(rawValue, radix: 16) }
 }

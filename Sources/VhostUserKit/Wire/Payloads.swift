@@ -45,7 +45,8 @@ public struct VringState: FixedPayload, Equatable {
 /// `struct vhost_vring_addr`: ring addresses in the front-end's virtual address space.
 public struct VringAddress: FixedPayload, Equatable {
     public static let wireSize = 40
-    /// Bit 0: log the used ring (VHOST_VRING_F_LOG).
+    /// Bit 0 of `flags`: log the used ring's writes at `log`, its guest physical address (VHOST_VRING_F_LOG).
+    public static let logFlag: UInt32 = 1
     public var index: UInt32
     public var flags: UInt32
     public var descriptorTable: UInt64
@@ -188,6 +189,17 @@ public struct LogDescription: FixedPayload, Equatable {
     public static let wireSize = 16
     public var mmapSize: UInt64
     public var mmapOffset: UInt64
+    public init(mmapSize: UInt64, mmapOffset: UInt64) { self.mmapSize = mmapSize; self.mmapOffset = mmapOffset }
     public init(reading r: inout ByteReader) { mmapSize = r.u64(); mmapOffset = r.u64() }
     public func write(to w: inout ByteWriter) { w.u64(mmapSize); w.u64(mmapOffset) }
+}
+
+/// SET_DEVICE_STATE_FD payload: the transfer's direction (0: save, 1: load) and migration phase (0: stopped).
+public struct DeviceStateTransferParameters: FixedPayload, Equatable {
+    public static let wireSize = 8
+    public var direction: UInt32
+    public var phase: UInt32
+    public init(direction: UInt32, phase: UInt32) { self.direction = direction; self.phase = phase }
+    public init(reading r: inout ByteReader) { direction = r.u32(); phase = r.u32() }
+    public func write(to w: inout ByteWriter) { w.u32(direction); w.u32(phase) }
 }
