@@ -38,7 +38,7 @@ public enum GuestTestBed {
     public static let qemu = "qemu-system-x86_64"
 
     /// One guest at a time: the machine has two cores and TCG is CPU bound.
-    private static let guestLock = NSLock()
+    static let guestLock = NSLock()
 
     /// Boots a guest attached to `daemons`, loads `modules` (and their dependencies), runs
     /// `script` with `sh` and returns its output and exit status.

@@ -25,6 +25,10 @@ public final class DirtyLog: @unchecked Sendable {
     private let mapping: UnsafeMutableRawPointer
     private let mappingLength: Int
     private let memoryGuard: MemoryGuard
+    /// False only under the test-only switch `VHOST_USER_DEVICES_TEST_IGNORE_DIRTY_BUFFERS`: buffer
+    /// writes then go unlogged (the used ring still is), to show what a lost dirty page does to a
+    /// migrated guest.
+    public let logsBuffers = getenv("VHOST_USER_DEVICES_TEST_IGNORE_DIRTY_BUFFERS") == nil
     /// Pages the bitmap covers: writes beyond it (a front-end that sized the log too small) cannot be
     /// logged.
     private let pageCount: UInt64

@@ -225,7 +225,7 @@ extension Session {
             // Running workers write to the current log: they stop (and drop it) before it is replaced.
             stopAllQueues()
             dirtyLog = log
-            logger.info("dirty log: \(description.mmapSize) bytes (guest pages up to \(description.mmapSize * 8 * DirtyLog.pageSize >> 20) MiB)")
+            logger.info("dirty log: \(description.mmapSize) bytes (guest addresses up to \((description.mmapSize * 8 * DirtyLog.pageSize) >> 20) MiB)")
             // QEMU waits for this reply whatever NEED_REPLY says (vhost-user spec: "the back-end must reply").
             return Reply(U64Payload(0))
 

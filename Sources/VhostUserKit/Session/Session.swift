@@ -1,7 +1,4 @@
 import Logging
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// One front-end connection: reads requests, keeps the vring state machine and the memory table,
 /// and starts and stops the queue workers. Runs on the daemon's control thread; the device sees only
@@ -197,18 +194,12 @@ public final class Session {
     }
 
     /// The dirty log queue `index` writes into: while LOG_ALL is negotiated and its SET_VRING_ADDR asked
-    /// for logging (VHOST_VRING_F_LOG). Nil otherwise, and always with the test-only switch
-    /// `VHOST_USER_DEVICES_TEST_IGNORE_DIRTY_LOG` set, which shows what a lost dirty page does.
+    /// for logging (VHOST_VRING_F_LOG). Nil otherwise.
     private func ringLog(queue index: Int, address: VringAddress) -> DirtyLog? {
         guard features & VirtioFeature.logAll != 0, address.flags & VringAddress.logFlag != 0 else { return nil }
-        guard let dirtyLog else {
-            logger.warning("queue \(index): logging asked for before SET_LOG_BASE; its writes are not logged")
-            return nil
-        }
-        return Self.ignoresDirtyLog ? nil : dirtyLog
+        if dirtyLog == nil { logger.warning("queue \(index): logging asked for before SET_LOG_BASE; its writes are not logged") }
+        return dirtyLog
     }
-
-    private static let ignoresDirtyLog = getenv("VHOST_USER_DEVICES_TEST_IGNORE_DIRTY_LOG") != nil
 
     /// Queue `index`'s part of the inflight region, when the device tracks in-flight requests and the
     /// front-end shared a region laid out for this queue size.

@@ -275,7 +275,7 @@ public final class Virtqueue: @unchecked Sendable {
         element.storeBytes(of: UInt32(head).littleEndian, as: UInt32.self)
         element.storeBytes(of: written.littleEndian, toByteOffset: 4, as: UInt32.self)
         if let dirtyLog {
-            if written > 0 { logWrittenBuffers(head: head, written: written, in: dirtyLog) }
+            if written > 0, dirtyLog.logsBuffers { logWrittenBuffers(head: head, written: written, in: dirtyLog) }
             logUsed(offset: layout.usedElementOffset(Int(nextUsed & mask)), length: SplitRingLayout.usedElementSize, in: dirtyLog)
         }
         inflight?.completed(head)
