@@ -18,7 +18,7 @@ public final class GPIODevice: VhostUserDevice {
         let chip: any GPIOChip
         var interrupts: LineInterrupts
     }
-    private let state: Locked<State?>
+    let state: Locked<State?>
 
     /// Serves `chip`; `interrupts` offers VIRTIO_GPIO_F_IRQ (and an eventq that is used).
     public init(chip: any GPIOChip, interrupts: Bool = true) {

@@ -79,6 +79,17 @@ struct LineInterrupts {
         return buffers.compactMap { $0 }
     }
 
+    /// Whether an edge is latched on each line (for the device's migration state).
+    var latches: [Bool] { latched }
+
+    /// Sets every line's trigger and latch from a migration state (no buffer is held: the group is stopped).
+    mutating func restore(triggers: [IRQTrigger], latches: [Bool]) {
+        precondition(triggers.count == self.triggers.count && latches.count == latched.count)
+        self.triggers = triggers
+        latched = latches
+        buffers = [Buffer?](repeating: nil, count: buffers.count)
+    }
+
     /// Forgets everything (device reset). Held buffers must have been taken.
     mutating func reset() {
         self = LineInterrupts(lineCount: triggers.count)

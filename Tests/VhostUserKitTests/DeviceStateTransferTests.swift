@@ -32,19 +32,7 @@ extension KitTests {
         func hostileStreamsRefused() throws {
             let a = try Self.source()
             let good = try a.frontend.saveDeviceState().bytes
-            let state = try DeviceState(decoding: good)
-            var flipped = good
-            flipped[good.count / 2] ^= 0x40
-            let hostile: [[UInt8]] = [
-                flipped,
-                Array(good.prefix(good.count - 1)),
-                Array(good.prefix(10)),
-                DeviceState(kind: "xxxx", version: 1, payload: state.payload).encoded(),
-                DeviceState(kind: LoopbackDevice.stateKind, version: 2, payload: state.payload).encoded(),
-                DeviceState(kind: LoopbackDevice.stateKind, version: 1, payload: Array(state.payload.dropLast())).encoded(),
-                DeviceState(kind: LoopbackDevice.stateKind, version: 1, payload: state.payload + [0]).encoded(),
-                [UInt8](repeating: 0xee, count: 100_000),
-            ]
+            let hostile = try hostileDeviceStates(of: good).map(\.bytes) + [[UInt8](repeating: 0xee, count: 100_000)]
             let b = try DeviceFixture(LoopbackDevice())
             b.device.blob.withLock { $0 = [9, 9, 9] }
             for stream in hostile {
