@@ -118,4 +118,22 @@ struct ByteRing: ~Copyable {
         head = 0
         count = copied
     }
+
+    /// The bytes held, oldest first (a copy; for the device's migration state).
+    var contents: [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count)
+        let first = readable
+        bytes += first
+        if first.count < count { bytes += UnsafeRawBufferPointer(rebasing: storage[0..<(count - first.count)]) }
+        return bytes
+    }
+
+    /// Replaces what the ring holds with `bytes` (at most `capacity` of them).
+    mutating func replace(with bytes: [UInt8]) {
+        precondition(bytes.count <= capacity)
+        head = 0
+        count = 0
+        bytes.withUnsafeBytes { _ = append($0) }
+    }
 }

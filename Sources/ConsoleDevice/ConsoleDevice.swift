@@ -47,12 +47,12 @@ public final class ConsoleDevice: VhostUserDevice {
     let logger: Logger
 
     /// What the running handler borrows: the ports and the console's own host descriptors.
-    private let state: Locked<ConsoleState?>
+    let state: Locked<ConsoleState?>
     private let waker = Locked<GroupWaker?>(nil)
     /// The size in the config space (port 0's terminal).
-    private let size: Locked<ConsoleSize>
+    let size: Locked<ConsoleSize>
     /// Characters written to emerg_wr, for port 0's output.
-    private let emergency = Locked<[UInt8]>([])
+    let emergency = Locked<[UInt8]>([])
     /// Sizes asked for from another thread (`resize`), applied by the handler.
     private let requestedSize = Locked<ConsoleSize?>(nil)
     /// Bumped by every device reset; a handler compares it with the one it saw.
