@@ -33,7 +33,7 @@ public final class InputDevice: VhostUserDevice {
     }
 
     public let description: InputDeviceDescription
-    private let config: Locked<InputConfigSpace>
+    let config: Locked<InputConfigSpace>
     let host: Locked<HostSide?>
 
     public init(description: InputDeviceDescription, source: Source,
