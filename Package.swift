@@ -131,7 +131,7 @@ let package = Package(
         // Benchmarks (not tests): throughput through the fake frontend.
         .executableTarget(
             name: "vhost-user-bench",
-            dependencies: ["BenchmarkSupport", "VhostUserTesting", "VhostUserKit", "RNGDevice", "I2CDevice", "GPIODevice", "ConsoleDevice"],
+            dependencies: ["BenchmarkSupport", "VhostUserTesting", "VhostUserKit", "RNGDevice", "I2CDevice", "GPIODevice", "ConsoleDevice", "BlockDevice"],
             path: "Benchmarks/vhost-user-bench"
         ),
         // What the benchmark executables share: their options and clock.
