@@ -63,5 +63,26 @@ extension KitTests {
             #expect(try f.frontend.checkDeviceState() != 0)
             try expectEcho(f.queue)
         }
+
+        @Test("a transfer the front-end abandons (pipe never closed) neither blocks a new transfer nor the next connection")
+        func abandonedTransfers() throws {
+            let f = try DeviceFixture(LoopbackDevice())
+            f.device.blob.withLock { $0 = [7, 7] }
+            let (stalledRead, stalledWrite) = try pipePair()
+            #expect(try f.frontend.setDeviceStateFd(direction: 1, pipe: stalledRead) & 0xff == 0)
+            // A second transfer drops the first at once and works.
+            let start = nowMilliseconds()
+            let (bytes, check) = try f.frontend.saveDeviceState()
+            #expect(check == 0 && nowMilliseconds() - start < 2000)
+            #expect(try LoopbackDevice().stateRoundTrip(bytes) == [7, 7])
+            // Left pending at a disconnect (a state larger than the pipe, nobody reading), it does not hold up the daemon.
+            f.device.blob.withLock { $0 = pattern(300_000) }
+            let (stalledRead2, stalledWrite2) = try pipePair()
+            #expect(try f.frontend.setDeviceStateFd(direction: 0, pipe: stalledWrite2) & 0xff == 0)
+            let again = nowMilliseconds()
+            try expectFreshConnectionServed(after: f)
+            #expect(nowMilliseconds() - again < 2000)
+            withExtendedLifetime((stalledWrite, stalledRead2)) {}
+        }
     }
 }

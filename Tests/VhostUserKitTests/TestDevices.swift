@@ -100,6 +100,12 @@ final class LoopbackDevice: VhostUserDevice {
         return DeviceState(kind: Self.stateKind, version: 1, payload: w.bytes)
     }
 
+    /// Loads `bytes` (a saved state) and returns the blob it held.
+    func stateRoundTrip(_ bytes: [UInt8]) throws -> [UInt8] {
+        try loadState(try DeviceState(decoding: bytes))
+        return blob.withLock { $0 }
+    }
+
     func loadState(_ saved: DeviceState) throws {
         try saved.expect(kind: Self.stateKind, versions: 1...1)
         var r = DeviceStateReader(saved)

@@ -30,6 +30,8 @@ final class DeviceStateTransfer {
     let direction: Direction
     private let thread: PosixThread
     private let outcome: Outcome
+    /// Signalled to end the transfer early (the front-end left or started another one).
+    private let cancelled: EventFD
 
     /// Where the thread leaves its result. Sendable by hand (@unchecked): the thread writes it before it
     /// ends and the control thread reads it only after joining the thread, which orders the two.
@@ -38,24 +40,29 @@ final class DeviceStateTransfer {
     }
 
     /// Starts writing `bytes` into `pipe` (then closing it: end of stream).
-    init(saving bytes: [UInt8], to pipe: OwnedDescriptor) {
+    init(saving bytes: [UInt8], to pipe: OwnedDescriptor) throws(SystemError) {
         direction = .save
-        let outcome = Outcome()
+        let outcome = Outcome(), cancelled = try EventFD()
         self.outcome = outcome
+        self.cancelled = cancelled
         thread = PosixThread(name: "vhu-state-save") {
-            outcome.result = DeviceStateTransfer.write(bytes, to: pipe).map { [] }
+            outcome.result = DeviceStateTransfer.write(bytes, to: pipe, cancelled: cancelled).map { [] }
         }
     }
 
     /// Starts reading `pipe` until the front-end closes it, up to `maximumStream` bytes.
-    init(loadingFrom pipe: OwnedDescriptor) {
+    init(loadingFrom pipe: OwnedDescriptor) throws(SystemError) {
         direction = .load
-        let outcome = Outcome()
+        let outcome = Outcome(), cancelled = try EventFD()
         self.outcome = outcome
+        self.cancelled = cancelled
         thread = PosixThread(name: "vhu-state-load") {
-            outcome.result = DeviceStateTransfer.read(from: pipe, limit: DeviceStateTransfer.maximumStream)
+            outcome.result = DeviceStateTransfer.read(from: pipe, limit: DeviceStateTransfer.maximumStream, cancelled: cancelled)
         }
     }
+
+    /// Ends the transfer at once (it fails): the thread stops waiting for the front-end.
+    func cancel() { cancelled.signal() }
 
     /// Waits for the thread; the bytes read (load) or nothing (save), or why the transfer failed.
     func finish() -> Result<[UInt8], SystemError> {
@@ -63,11 +70,13 @@ final class DeviceStateTransfer {
         return outcome.result
     }
 
-    private static func write(_ bytes: [UInt8], to pipe: OwnedDescriptor) -> Result<Void, SystemError> {
+    private static func write(_ bytes: [UInt8], to pipe: OwnedDescriptor, cancelled: EventFD) -> Result<Void, SystemError> {
         var sent = 0
         while sent < bytes.count {
-            guard waitFor(pipe, events: POLLOUT) else { return .failure(SystemError("write of the device state (front-end stalled)", errno: ETIMEDOUT)) }
-            let n = bytes.withUnsafeBytes { Glibc.write(pipe.rawValue, $0.baseAddress! + sent, $0.count - sent) }
+            if let stop = waitFor(pipe, events: POLLOUT, cancelled: cancelled) { return .failure(SystemError("write of the device state", errno: stop)) }
+            // send(2) first: on a socket it cannot raise SIGPIPE; anything else gets write(2).
+            var n = bytes.withUnsafeBytes { send(pipe.rawValue, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            if n < 0 && errno == ENOTSOCK { n = bytes.withUnsafeBytes { Glibc.write(pipe.rawValue, $0.baseAddress! + sent, $0.count - sent) } }
             if n < 0 {
                 if errno == EINTR || errno == EAGAIN { continue }
                 return .failure(SystemError("write of the device state", errno: errno))
@@ -77,11 +86,11 @@ final class DeviceStateTransfer {
         return .success(())
     }
 
-    private static func read(from pipe: OwnedDescriptor, limit: Int) -> Result<[UInt8], SystemError> {
+    private static func read(from pipe: OwnedDescriptor, limit: Int, cancelled: EventFD) -> Result<[UInt8], SystemError> {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 << 10)
         while true {
-            guard waitFor(pipe, events: POLLIN) else { return .failure(SystemError("read of the device state (front-end stalled)", errno: ETIMEDOUT)) }
+            if let stop = waitFor(pipe, events: POLLIN, cancelled: cancelled) { return .failure(SystemError("read of the device state", errno: stop)) }
             let n = chunk.withUnsafeMutableBytes { Glibc.read(pipe.rawValue, $0.baseAddress!, $0.count) }
             if n < 0 {
                 if errno == EINTR || errno == EAGAIN { continue }
@@ -93,13 +102,17 @@ final class DeviceStateTransfer {
         }
     }
 
-    /// Waits until the pipe is ready for `events` (or hung up); false after `stallMilliseconds`.
-    private static func waitFor(_ pipe: OwnedDescriptor, events: Int32) -> Bool {
-        var p = pollfd(fd: pipe.rawValue, events: Int16(events), revents: 0)
+    /// Waits until the pipe is ready for `events` (or hung up). Returns nil then, else why not:
+    /// ETIMEDOUT after `stallMilliseconds` without progress, ECANCELED when cancelled.
+    private static func waitFor(_ pipe: OwnedDescriptor, events: Int32, cancelled: EventFD) -> Int32? {
+        var fds = [pollfd(fd: pipe.rawValue, events: Int16(events), revents: 0),
+                   pollfd(fd: cancelled.rawValue, events: Int16(POLLIN), revents: 0)]
         while true {
-            let n = poll(&p, 1, stallMilliseconds)
+            let n = poll(&fds, 2, stallMilliseconds)
             if n < 0 && errno == EINTR { continue }
-            return n > 0
+            if n == 0 { return ETIMEDOUT }
+            if n < 0 { return errno }
+            return fds[1].revents != 0 ? ECANCELED : nil
         }
     }
 }

@@ -15,6 +15,7 @@ extension Session {
         if let stale = stateTransfer {
             stateTransfer = nil
             logger.warning("device state: a \(stale.direction) transfer was never checked; dropping it")
+            stale.cancel()
             _ = stale.finish()
         }
         // The device's state is only read or replaced while no worker holds it.
@@ -26,9 +27,9 @@ extension Session {
                 throw .deviceRefused(request: request.rawValue, "saving the device state failed: \(error)")
             }
             logger.info("device state: saving \(bytes.count) bytes")
-            stateTransfer = DeviceStateTransfer(saving: bytes, to: pipe)
+            stateTransfer = try VhostUserError.fromSystem { () throws(SystemError) in try DeviceStateTransfer(saving: bytes, to: pipe) }
         case .load:
-            stateTransfer = DeviceStateTransfer(loadingFrom: pipe)
+            stateTransfer = try VhostUserError.fromSystem { () throws(SystemError) in try DeviceStateTransfer(loadingFrom: pipe) }
         }
         return Reply(U64Payload(DeviceStateTransfer.noDescriptorFlag))
     }

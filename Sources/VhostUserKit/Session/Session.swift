@@ -242,6 +242,7 @@ public final class Session {
         features = 0
         status = 0
         inflight = nil
+        stateTransfer?.cancel()
         _ = stateTransfer?.finish()
         stateTransfer = nil
         device.reset()
