@@ -74,9 +74,12 @@ final class DeviceStateTransfer {
         var sent = 0
         while sent < bytes.count {
             if let stop = waitFor(pipe, events: POLLOUT, cancelled: cancelled) { return .failure(SystemError("write of the device state", errno: stop)) }
-            // send(2) first: on a socket it cannot raise SIGPIPE; anything else gets write(2).
-            var n = bytes.withUnsafeBytes { send(pipe.rawValue, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
-            if n < 0 && errno == ENOTSOCK { n = bytes.withUnsafeBytes { Glibc.write(pipe.rawValue, $0.baseAddress! + sent, $0.count - sent) } }
+            // At most PIPE_BUF bytes a write: that much fits once poll says a pipe is writable, so a
+            // blocking pipe never blocks the thread where a cancel cannot reach it. send(2) first: on a
+            // socket it cannot raise SIGPIPE; anything else gets write(2).
+            let length = min(bytes.count - sent, Int(PIPE_BUF))
+            var n = bytes.withUnsafeBytes { send(pipe.rawValue, $0.baseAddress! + sent, length, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            if n < 0 && errno == ENOTSOCK { n = bytes.withUnsafeBytes { Glibc.write(pipe.rawValue, $0.baseAddress! + sent, length) } }
             if n < 0 {
                 if errno == EINTR || errno == EAGAIN { continue }
                 return .failure(SystemError("write of the device state", errno: errno))
