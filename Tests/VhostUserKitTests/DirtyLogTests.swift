@@ -62,6 +62,7 @@ extension KitTests {
             let (f, log) = try Self.fixture()
             try f.frontend.startDirtyLogging(log, queues: f.queues)
             try f.frontend.setVringAddr(f.queue.address)
+            _ = try f.frontend.getQueueNum()
             _ = log.takeDirtyPages()
             _ = try Self.echo(f.queue, input: pattern(64), writable: [(f.memory.allocate(64), 64)])
             #expect(log.takeDirtyPages().isEmpty)

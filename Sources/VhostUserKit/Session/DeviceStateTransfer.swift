@@ -1,3 +1,4 @@
+import CVhostUser
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -75,10 +76,11 @@ final class DeviceStateTransfer {
         while sent < bytes.count {
             if let stop = waitFor(pipe, events: POLLOUT, cancelled: cancelled) { return .failure(SystemError("write of the device state", errno: stop)) }
             // At most PIPE_BUF bytes a write: that much fits once poll says a pipe is writable, so a
-            // blocking pipe never blocks the thread where a cancel cannot reach it. send(2) first: on a
-            // socket it cannot raise SIGPIPE; anything else gets write(2).
+            // blocking pipe never blocks the thread where a cancel cannot reach it. sendmsg(2) first (the
+            // call the sandbox allows for sockets): on a socket it cannot raise SIGPIPE; anything else
+            // gets write(2).
             let length = min(bytes.count - sent, Int(PIPE_BUF))
-            var n = bytes.withUnsafeBytes { send(pipe.rawValue, $0.baseAddress! + sent, length, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            var n = bytes.withUnsafeBytes { vhu_sendmsg_fds(pipe.rawValue, $0.baseAddress! + sent, length, nil, 0, 1) }
             if n < 0 && errno == ENOTSOCK { n = bytes.withUnsafeBytes { Glibc.write(pipe.rawValue, $0.baseAddress! + sent, length) } }
             if n < 0 {
                 if errno == EINTR || errno == EAGAIN { continue }
