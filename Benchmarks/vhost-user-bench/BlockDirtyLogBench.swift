@@ -42,10 +42,8 @@ func blockRandomReads(path: String, size: Int, seconds: Double, depth: Int, logg
     let fixture = try DeviceFixture(device, queueSizes: [128], memorySize: 16 << 20)
     defer { fixture.daemon.stop() }
     let memory = fixture.memory, q = fixture.queue
-    if logging {
-        let log = try FakeDirtyLog(coveringBytes: memory.regions[0].guestPhysicalAddress + UInt64(memory.size))
-        try fixture.frontend.startDirtyLogging(log, queues: [q])
-    }
+    let log = logging ? try FakeDirtyLog(coveringBytes: memory.regions[0].guestPhysicalAddress + UInt64(memory.size)) : nil
+    if let log { try fixture.frontend.startDirtyLogging(log, queues: [q]) }
     struct Slot { let header: UInt64, data: UInt64, status: UInt64 }
     let slots = (0..<depth).map { _ in Slot(header: memory.allocate(16), data: memory.allocate(4096, alignment: 4096), status: memory.allocate(1)) }
     var slotOfHead: [UInt16: Int] = [:]
@@ -73,5 +71,11 @@ func blockRandomReads(path: String, size: Int, seconds: Double, depth: Int, logg
         }
         q.notifyDevice()
     }
-    return Double(completed) / (now() - start)
+    let iops = Double(completed) / (now() - start)
+    // Every data buffer was written while logging: its page must be marked.
+    if let log {
+        let dirty = Set(log.takeDirtyPages())
+        guard slots.allSatisfy({ dirty.contains($0.data / 4096) }) else { throw BenchError("logging was on, but data pages are not in the log") }
+    }
+    return iops
 }
