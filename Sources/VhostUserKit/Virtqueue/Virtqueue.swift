@@ -199,16 +199,13 @@ public final class Virtqueue: @unchecked Sendable {
         let scratch = self.scratch
         while true {
             guard Int(index) < tableSize else { throw .descriptorOutOfRange(index: index) }
-            let d = table + Int(index) * SplitRingLayout.descriptorSize
-            let address = UInt64(littleEndian: d.loadUnaligned(as: UInt64.self))
-            let length = UInt32(littleEndian: d.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-            let flags = UInt16(littleEndian: d.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
-            let next = UInt16(littleEndian: d.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
+            let descriptor = RawDescriptor(table, index: index)
+            let (address, length) = (descriptor.address, descriptor.length)
 
-            if flags & SplitRingLayout.flagIndirect != 0 {
+            if descriptor.isIndirect {
                 guard indirectAllowed else { throw .indirectNotNegotiated }
                 guard !inIndirect else { throw .nestedIndirect }
-                guard flags & SplitRingLayout.flagNext == 0 else { throw .indirectWithNext }
+                guard !descriptor.hasNext else { throw .indirectWithNext }
                 guard length > 0, length % UInt32(SplitRingLayout.descriptorSize) == 0 else { throw .badIndirectTable(length: length) }
                 guard let t = memory.contiguous(guest: address, length: Int(length)) else {
                     throw .bufferOutsideMemory(address: address, length: length)
@@ -226,7 +223,7 @@ public final class Virtqueue: @unchecked Sendable {
             // descriptor, so this still bounds the walk and catches loops.
             visited += 1
             guard visited <= size else { throw .chainTooLong }
-            let writable = flags & SplitRingLayout.flagWrite != 0
+            let writable = descriptor.isWritable
             if writable { sawWritable = true } else if sawWritable { throw .readableAfterWritable }
             if length > 0 {
                 var overflow = false
@@ -245,8 +242,8 @@ public final class Virtqueue: @unchecked Sendable {
                 readableLength += Int(length)
                 readableSegments = segments
             }
-            guard flags & SplitRingLayout.flagNext != 0 else { break }
-            index = next
+            guard descriptor.hasNext else { break }
+            index = descriptor.next
         }
         let base = UnsafeBufferPointer(scratch)
         return DescriptorChain(
@@ -296,28 +293,25 @@ public final class Virtqueue: @unchecked Sendable {
         var visited = 0
         var inIndirect = false
         while remaining > 0, Int(index) < tableSize {
-            let d = table + Int(index) * SplitRingLayout.descriptorSize
-            let address = UInt64(littleEndian: d.loadUnaligned(as: UInt64.self))
-            let length = UInt32(littleEndian: d.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-            let flags = UInt16(littleEndian: d.loadUnaligned(fromByteOffset: 12, as: UInt16.self))
-            if flags & SplitRingLayout.flagIndirect != 0 {
-                guard !inIndirect, length % UInt32(SplitRingLayout.descriptorSize) == 0,
-                      let t = memory.contiguous(guest: address, length: Int(length)) else { return }
+            let descriptor = RawDescriptor(table, index: index)
+            if descriptor.isIndirect {
+                guard !inIndirect, descriptor.length % UInt32(SplitRingLayout.descriptorSize) == 0,
+                      let t = memory.contiguous(guest: descriptor.address, length: Int(descriptor.length)) else { return }
                 table = UnsafeRawPointer(t)
-                tableSize = Int(length) / SplitRingLayout.descriptorSize
+                tableSize = Int(descriptor.length) / SplitRingLayout.descriptorSize
                 index = 0
                 inIndirect = true
                 continue
             }
             visited += 1
             guard visited <= size else { return }
-            if flags & SplitRingLayout.flagWrite != 0 {
-                let n = min(remaining, UInt64(length))
-                log.mark(guest: address, length: n)
+            if descriptor.isWritable {
+                let n = min(remaining, UInt64(descriptor.length))
+                log.mark(guest: descriptor.address, length: n)
                 remaining -= n
             }
-            guard flags & SplitRingLayout.flagNext != 0 else { return }
-            index = UInt16(littleEndian: d.loadUnaligned(fromByteOffset: 14, as: UInt16.self))
+            guard descriptor.hasNext else { return }
+            index = descriptor.next
         }
     }
 
