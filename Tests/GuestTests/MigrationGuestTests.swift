@@ -38,7 +38,7 @@ struct MigrationGuestTests {
         # Dirties memory all the time: the migration cannot converge until the host raises its downtime limit.
         ( while :; do dd if=/dev/urandom of=/tmp/spin bs=64k count=16 2>/dev/null; done ) &
         spin=$!
-        ( i=0; while [ ! -e /tmp/stop ] && [ $i -lt 50 ]; do round $i; i=$((i + 1)); done ) &
+        ( i=0; while [ ! -e /tmp/stop ] && [ $i -lt 60 ]; do round $i; i=$((i + 1)); done ) &
         io=$!
         read -r go <&3
         dd if=/dev/vda bs=1M skip=\(cachedOffsetMiB) count=\(cachedMiB) 2>/dev/null | sha > /tmp/cached
