@@ -5,7 +5,8 @@ import VhostUserKit
 import Glibc
 #endif
 
-/// virtio-blk (virtio 1.2, 5.2) over a raw image, a host block device or the null target.
+/// virtio-blk (virtio 1.2, 5.2) over a raw image, a host block device, a Ceph RBD image, an NBD export
+/// or the null target.
 public final class BlockDevice: VhostUserDevice {
     public struct Options: Sendable {
         public var serial: String = ""
@@ -83,7 +84,12 @@ public final class BlockDevice: VhostUserDevice {
     public var deviceFeatures: UInt64 {
         typealias F = VirtioBlock.Feature
         var f = F.sizeMax | F.segMax | F.blockSize | F.topology | F.flush | F.configWCE | F.multiQueue
-        if backend.readOnly { f |= F.readOnly } else { f |= F.discard | F.writeZeroes }
+        if backend.readOnly {
+            f |= F.readOnly
+        } else {
+            if backend.canDiscard { f |= F.discard }
+            if backend.canWriteZeroes { f |= F.writeZeroes }
+        }
         return f
     }
 
