@@ -45,7 +45,7 @@ struct NBDConnection {
     /// Closes a dead connection; the next `connectIfDue` makes a new one.
     mutating func drop() {
         guard let handle else { return }
-        if !reportedDown { logger.error("nbd \(uri): connection lost (\(NBDStore.lastError())); reconnecting") }
+        if !reportedDown { logger.error("nbd \(uri): connection lost; reconnecting") }
         reportedDown = true
         nbd_close(handle)
         self.handle = nil

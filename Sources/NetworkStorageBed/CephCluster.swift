@@ -40,6 +40,8 @@ public final class CephCluster: @unchecked Sendable {
         script = Self.repositoryRoot + "/scripts/throwaway-ceph"
         directory = try makeTemporaryDirectory("vhu-ceph")
         configFile = directory + "/ceph.conf"
+        // WATCH_PID: the script stops the cluster itself should this process die without stop().
+        setenv("WATCH_PID", "\(getpid())", 1)
         let result = try HostCommand.run([script, "start", directory, pool], timeout: .seconds(60))
         guard result.status == 0 else {
             _ = try? HostCommand.run([script, "stop", directory], timeout: .seconds(30))
@@ -81,9 +83,8 @@ public final class CephCluster: @unchecked Sendable {
         return [UInt8](data)
     }
 
-    /// Stops the OSD (its in-memory data survives only while... it does not: memstore keeps nothing
-    /// across restarts, so fault tests stop it, check, and start it again on an empty store only
-    /// when they do not read older data back).
+    /// Stops the OSD (memstore saves its objects in the OSD's directory when it stops and loads them
+    /// when it starts again): the fault tests' lost OSD.
     public func stopOSD() throws {
         let result = try HostCommand.run([script, "stop-osd", directory], timeout: .seconds(30))
         guard result.status == 0 else { throw NetworkStorageError(result.transcript) }
@@ -106,3 +107,15 @@ func makeTemporaryDirectory(_ prefix: String) throws -> String {
     guard let made = mkdtemp(&template) else { throw NetworkStorageError("mkdtemp: errno \(errno)") }
     return String(cString: made)
 }
+
+extension CephCluster {
+    /// One cluster for the whole test process, started on first use (about 2 s) and stopped at exit;
+    /// each test makes images of its own in it.
+    public static func shared() throws -> CephCluster { try sharedCluster.get() }
+}
+
+private let sharedCluster: Result<CephCluster, any Error> = {
+    let result = Result { try CephCluster() }
+    atexit { (try? sharedCluster.get())?.stop() }
+    return result
+}()
