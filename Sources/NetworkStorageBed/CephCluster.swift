@@ -83,15 +83,15 @@ public final class CephCluster: @unchecked Sendable {
         return [UInt8](data)
     }
 
-    /// Stops the OSD (memstore saves its objects in the OSD's directory when it stops and loads them
-    /// when it starts again): the fault tests' lost OSD.
-    public func stopOSD() throws {
-        let result = try HostCommand.run([script, "stop-osd", directory], timeout: .seconds(30))
-        guard result.status == 0 else { throw NetworkStorageError(result.transcript) }
-    }
+    /// Freezes the OSD (SIGSTOP): the cluster stops answering, as with a lost OSD. (A memstore OSD that
+    /// is stopped and started again comes back without its placement groups and never recovers.)
+    public func pauseOSD() throws { try script("pause-osd") }
 
-    public func startOSD() throws {
-        let result = try HostCommand.run([script, "start-osd", directory], timeout: .seconds(60))
+    /// Lets the OSD run again (SIGCONT): operations waiting for it complete.
+    public func resumeOSD() throws { try script("resume-osd") }
+
+    private func script(_ command: String) throws {
+        let result = try HostCommand.run([script, command, directory], timeout: .seconds(30))
         guard result.status == 0 else { throw NetworkStorageError(result.transcript) }
     }
 

@@ -234,4 +234,38 @@ struct NetworkStorageTests {
         #expect(bench.memory.read(s, count: 1)[0] == Self.ok)
         #expect(server.imageBytes(at: 4096, count: 4096) == pattern(4096, seed: 2), "written after the reconnect")
     }
+
+    @Test("RBD: with the OSD frozen, a write waits and completes once it is back, or fails with IOERR after --ceph-timeout; the daemon serves on")
+    func rbdLostOSD() throws {
+        let cluster = try CephCluster()  // its own: the OSD goes away
+        defer { cluster.stop() }
+        func disk(_ name: String, timeout: Int?) throws -> BlockTarget {
+            var t = RBDTarget(spec: try cluster.createImage(name, megabytes: 4))!
+            t.configFile = cluster.configFile
+            t.timeoutSeconds = timeout
+            return .rbd(t)
+        }
+        let patient = try BlockTestBench(network: try disk("patient", timeout: nil))
+        let impatient = try BlockTestBench(network: try disk("impatient", timeout: 2))
+        #expect(try patient.write(sector: 0, pattern(4096, seed: 1)) == Self.ok)
+        #expect(try impatient.write(sector: 0, pattern(4096, seed: 2)) == Self.ok)
+        try cluster.pauseOSD()
+
+        let fq = patient.fixture.queues[0]
+        let h = patient.header(1, sector: 8), d = patient.memory.allocate(4096), s = patient.memory.allocate(1)
+        patient.memory.write(pattern(4096, seed: 3), at: d)
+        patient.memory.write([0xff], at: s)
+        fq.submit([.readable(h, 16), .readable(d, 4096), .writable(s, 1)])
+        fq.notifyDevice()
+        // The impatient disk's write fails after its 2 s timeout; the patient one's is still waiting.
+        #expect(try impatient.write(sector: 8, pattern(4096, seed: 4)) == Self.ioError)
+        #expect(fq.takeUsed().isEmpty, "the write without a timeout waits for the OSD")
+
+        try cluster.resumeOSD()
+        #expect(try fq.waitForUsed(1, timeoutMilliseconds: 30000).count == 1)
+        #expect(patient.memory.read(s, count: 1)[0] == Self.ok)
+        #expect(try patient.read(sector: 0, length: 8192).1 == pattern(4096, seed: 1) + pattern(4096, seed: 3))
+        #expect(try impatient.write(sector: 8, pattern(4096, seed: 5)) == Self.ok, "the same daemon writes again after recovery")
+        #expect(try impatient.read(sector: 0, length: 4096).1 == pattern(4096, seed: 2))
+    }
 }
