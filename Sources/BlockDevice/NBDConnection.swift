@@ -12,7 +12,9 @@ struct NBDConnection {
     let logger: Logger
     private(set) var handle: OpaquePointer?
     private var nextAttempt: UInt64 = 0
+    /// Down since the last connection (logged), and the last failed attempt's error (logged once).
     private var reportedDown = false
+    private var lastFailure: String?
 
     init(uri: String, retrySeconds: Int, logger: Logger) {
         self.uri = uri
@@ -30,9 +32,11 @@ struct NBDConnection {
             handle = try NBDStore.connect(uri)
             if reportedDown { logger.notice("nbd \(uri): connected again") }
             reportedDown = false
+            lastFailure = nil
         } catch {
-            if !reportedDown { logger.error("nbd \(uri): \(error.description); retrying every 0.5 s") }
+            if lastFailure != error.description { logger.error("nbd \(uri): \(error.description); retrying every 0.5 s") }
             reportedDown = true
+            lastFailure = error.description
         }
     }
 

@@ -115,6 +115,8 @@ final class NBDEngine: NetworkEngine, IOEngine, @unchecked Sendable {
         var waiting: [NBDJob] = []
         var taken: [NBDJob] = []
         var inFlight = 0
+        // The server said it is shutting down (ESHUTDOWN replies): nothing more goes on this connection.
+        var draining = false
         connection.connectIfDue()
         while true {
             wake.drain()
@@ -126,13 +128,13 @@ final class NBDEngine: NetworkEngine, IOEngine, @unchecked Sendable {
             taken.removeAll(keepingCapacity: true)
             if stopping && waiting.isEmpty && inFlight == 0 { break }
             connection.connectIfDue()
-            if let handle = connection.handle {
+            if let handle = connection.handle, !draining {
                 for job in waiting {
                     inFlight += 1
                     job.issue(on: handle)
                 }
                 waiting.removeAll(keepingCapacity: true)
-            } else {
+            } else if connection.handle == nil {
                 // No connection: each job waits up to the retry time, then fails.
                 let now = monotonicNanoseconds()
                 waiting.removeAll { job in
@@ -154,17 +156,27 @@ final class NBDEngine: NetworkEngine, IOEngine, @unchecked Sendable {
                     } else {
                         inbox.post(job.tag, 0)
                     }
-                } else if lost || job.error == ENOTCONN {
+                } else if lost || Self.isConnectionError(job.error) {
                     // Retried on the next connection.
+                    if job.error == ESHUTDOWN { draining = true }
                     waiting.append(job)
                 } else {
                     inbox.post(job.tag, -job.error)
                 }
             }
             finished.jobs.removeAll(keepingCapacity: true)
-            if lost { connection.drop() }
+            if lost {
+                connection.drop()
+                draining = false
+            }
         }
         connection.close()
+    }
+
+    /// Errors that say the connection (or the server) went away, not that the command failed: an
+    /// NBD server replies ESHUTDOWN to what is in flight when it stops.
+    private static func isConnectionError(_ error: Int32) -> Bool {
+        [ENOTCONN, ESHUTDOWN, ECONNRESET, ECONNABORTED, EPIPE].contains(error)
     }
 }
 

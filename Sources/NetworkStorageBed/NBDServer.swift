@@ -13,8 +13,8 @@ public final class NBDServer: @unchecked Sendable {
     public let directory: String
     public let image: String
     public let socket: String
-    private var process: ChildProcess?
-    private let log: Int32
+    private var pid: pid_t?
+    private var pidFile: String { directory + "/nbdkit.pid" }
 
     public static var unavailableReason: String? {
         (try? findInPath("nbdkit")) == nil ? "nbdkit is not installed (scripts/install-deps installs it)" : nil
@@ -29,44 +29,59 @@ public final class NBDServer: @unchecked Sendable {
         let fd = open(image, O_CREAT | O_RDWR | O_TRUNC, 0o600)
         guard fd >= 0, ftruncate(fd, off_t(sizeBytes)) == 0 else { throw NetworkStorageError("cannot make \(image)") }
         close(fd)
-        log = open(directory + "/nbdkit.log", O_CREAT | O_WRONLY | O_APPEND | O_CLOEXEC, 0o600)
         try start()
     }
 
     deinit {
         stop()
-        close(log)
         try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// `nbd+unix:///?socket=SOCKET`: vhost-user-blk's `--nbd` and qemu's nbd driver take it.
     public var uri: String { "nbd+unix:///?socket=\(socket)" }
 
-    /// Starts nbdkit (again) on the socket; returns once it accepts connections.
+    /// Starts nbdkit (again) on the socket; returns once it accepts connections. nbdkit daemonizes
+    /// (it returns once it listens): a child of the calling thread would die with that thread, and
+    /// a host action's thread ends long before the server should.
     public func start() throws {
-        guard process == nil else { return }
+        guard pid == nil else { return }
         unlink(socket)
-        let nbdkit = try findInPath("nbdkit")
-        process = try ChildProcess(command: [nbdkit, "--foreground", "--unix", socket, "file", image], output: log)
-        let deadline = ContinuousClock.now + .seconds(10)
+        unlink(pidFile)
+        let result = try HostCommand.run(["nbdkit", "--unix", socket, "--pidfile", pidFile, "file", image], timeout: .seconds(30))
+        guard result.status == 0 else { throw NetworkStorageError("nbdkit did not start:\n\(result.transcript)") }
+        // The daemonized server writes its pid file after its parent returned.
+        let deadline = ContinuousClock.now + .seconds(5)
         while ContinuousClock.now < deadline {
-            if canConnect() { return }
-            if process?.wait(timeout: .milliseconds(20)) != nil { break }
+            if let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+               let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+                self.pid = pid
+                if canConnect() { return }
+            }
+            usleep(10_000)
         }
         stop()
-        throw NetworkStorageError("nbdkit did not start: \(tail(readText(directory + "/nbdkit.log")))")
+        throw NetworkStorageError("nbdkit does not accept connections on \(socket)")
     }
 
     /// Stops nbdkit (SIGTERM, then SIGKILL after 5 s); the image stays.
     public func stop() {
-        guard let process else { return }
-        process.kill(SIGTERM)
-        if process.wait(timeout: .seconds(5)) == nil {
-            process.kill(SIGKILL)
-            _ = process.wait(timeout: nil)
+        guard let pid else { return }
+        self.pid = nil
+        kill(pid, SIGTERM)
+        let deadline = ContinuousClock.now + .seconds(5)
+        while isRunning(pid) {
+            if ContinuousClock.now > deadline { kill(pid, SIGKILL); break }
+            usleep(10_000)
         }
-        self.process = nil
         unlink(socket)
+        unlink(pidFile)
+    }
+
+    /// Whether `pid` is still running (a zombie is not: PID 1 may reap it late).
+    private func isRunning(_ pid: pid_t) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        return !stat[close...].dropFirst(2).hasPrefix("Z")
     }
 
     /// The image's bytes at `offset`.
