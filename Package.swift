@@ -190,7 +190,7 @@ let package = Package(
         .testTarget(name: "RNGDeviceTests", dependencies: ["RNGDevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "I2CDeviceTests", dependencies: ["I2CDevice", "CI2C", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "ConsoleDeviceTests", dependencies: ["ConsoleDevice", "CConsole", "VhostUserKit", "VhostUserTesting"]),
-        .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CConsole",
+        .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CConsole", "NetworkStorageBed",
                                                        .product(name: "Crypto", package: "swift-crypto")]),
         // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
         .testTarget(name: "GuestTests", dependencies: ["GuestBed", "VhostUserKit", "NetworkStorageBed"]),

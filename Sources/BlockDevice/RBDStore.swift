@@ -74,6 +74,9 @@ final class RBDStore: NetworkStore, @unchecked Sendable {
             ("rbd_cache", "false"),
             // A daemon started against an unreachable cluster fails instead of hanging for 5 minutes.
             ("client_mount_timeout", "30"),
+            // No admin socket: its thread would accept connections (another client on the same
+            // ceph.conf may probe it) and unlink the socket at exit, neither of which the sandbox allows.
+            ("admin_socket", ""),
         ]
         if let keyring = target.keyring { settings.append(("keyring", keyring)) }
         if let t = target.timeoutSeconds {
