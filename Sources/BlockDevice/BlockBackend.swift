@@ -96,6 +96,14 @@ public final class BlockBackend: Sendable {
     /// Lets go of a network store (an RBD image's lock) before the process exits; nothing may be in flight.
     public func close() { store?.close() }
 
+    /// Makes every completed write stable (the front-end went away): fdatasync on a file, the network
+    /// store's own flush (an RBD image's cache). Returns 0 or an errno value.
+    func flushAll() -> Int32 {
+        if let store { return store.flushAll() }
+        guard fd >= 0 else { return 0 }
+        return fdatasync(fd) == 0 ? 0 : errno
+    }
+
     /// The null target: no data anywhere.
     public var isNull: Bool { if case .null = target { true } else { false } }
 

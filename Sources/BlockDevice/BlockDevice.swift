@@ -127,8 +127,9 @@ public final class BlockDevice: VhostUserDevice {
     /// The front-end disconnected or reset the device (the queues have stopped and their I/O finished):
     /// make every acknowledged write stable, whatever the write cache mode was.
     public func reset() {
-        guard backend.fd >= 0, !backend.readOnly else { return }
-        if fdatasync(backend.fd) != 0 { logger.error("flush on disconnect failed: \(SystemError.describe(errno))") }
+        guard !backend.readOnly else { return }
+        let e = backend.flushAll()
+        if e != 0 { logger.error("flush on disconnect failed: \(SystemError.describe(e))") }
     }
 
     /// Re-reads the disk size; when it changed, tells the front-end so the guest sees the new capacity

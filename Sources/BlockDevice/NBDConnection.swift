@@ -72,8 +72,13 @@ struct NBDConnection {
         if revents & POLLOUT != 0, !isDead { _ = nbd_aio_notify_write(handle) }
     }
 
+    /// Flushes (the queue stopped: its completed writes become stable, as a file's are on disconnect)
+    /// and disconnects.
     mutating func close() {
         guard let handle else { return }
+        if !isDead, nbd_can_flush(handle) == 1, nbd_flush(handle, 0) != 0 {
+            logger.error("nbd \(uri): flush on disconnect failed: \(NBDStore.lastError())")
+        }
         _ = nbd_shutdown(handle, 0)
         nbd_close(handle)
         self.handle = nil

@@ -68,6 +68,9 @@ final class NBDStore: NetworkStore {
 
     static func lastError() -> String { nbd_get_error().map { String(cString: $0) } ?? "unknown error" }
 
+    /// Nothing left: each queue's engine flushed its connection when the queue stopped.
+    func flushAll() -> Int32 { 0 }
+
     /// The probe connection is closed already; each engine closes its own.
     func close() {}
 

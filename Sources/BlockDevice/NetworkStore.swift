@@ -17,6 +17,9 @@ protocol NetworkStore: AnyObject, Sendable {
     func currentSize() -> UInt64?
     /// The engine of one queue of at most `depth` requests.
     func makeEngine(depth: Int) -> any IOEngine
+    /// Makes every completed write stable, synchronously (the front-end went away; nothing is in
+    /// flight). Returns 0 or an errno value.
+    func flushAll() -> Int32
     /// Lets go of the store at exit (an RBD image's exclusive lock, at once rather than after the
     /// cluster notices a dead client). Nothing is in flight; calling it twice is harmless.
     func close()

@@ -33,10 +33,12 @@ final class RBDEngine: NetworkEngine, IOEngine {
         return true
     }
 
-    /// `sync` needs nothing more: the store runs without librbd's cache, a completed write is on the OSDs.
+    /// With `sync` (the guest's write cache off) a flush follows the write: librbd's flush waits for
+    /// the writes issued before it and takes them out of its cache to the OSDs.
     func write(fd: Int32, _ iov: UnsafePointer<iovec>, count: Int, offset: UInt64, sync: Bool, tag: UInt16) -> Bool {
-        guard begin(tag, parts: 1, expected: Self.length(iov, count: count)) else { return false }
+        guard begin(tag, parts: sync ? 2 : 1, expected: Self.length(iov, count: count)) else { return false }
         start(tag) { rbd_aio_writev(image, iov, Int32(count), offset, $0) }
+        if sync { start(tag) { rbd_aio_flush(image, $0) } }
         return true
     }
 
@@ -49,7 +51,8 @@ final class RBDEngine: NetworkEngine, IOEngine {
     var handlesRanges: Bool { true }
 
     func ranges(_ list: UnsafeBufferPointer<ByteRange>, zeroes: Bool, fua: Bool, tag: UInt16) -> Bool {
-        guard begin(tag, parts: list.count, expected: 0) else { return false }
+        guard begin(tag, parts: list.count + (fua ? 1 : 0), expected: 0) else { return false }
+        defer { if fua { start(tag) { rbd_aio_flush(image, $0) } } }
         for r in list {
             if zeroes {
                 start(tag) { rbd_aio_write_zeroes(image, r.offset, Int(r.length), $0, 0, 0) }

@@ -70,8 +70,6 @@ final class RBDStore: NetworkStore, @unchecked Sendable {
         r = rados_conf_read_file(cluster, target.configFile)
         if r < 0 { throw fail("cannot read \(target.configFile ?? "the default ceph.conf")", r) }
         var settings: [(String, String)] = [
-            // Completed writes are on the OSDs: FLUSH has nothing left to do, and writethrough holds.
-            ("rbd_cache", "false"),
             // A daemon started against an unreachable cluster fails instead of hanging for 5 minutes.
             ("client_mount_timeout", "30"),
             // No admin socket: its thread would accept connections (another client on the same
@@ -112,6 +110,13 @@ final class RBDStore: NetworkStore, @unchecked Sendable {
         if let image { rbd_close(image) }  // releases the exclusive lock
         if let ioContext { rados_ioctx_destroy(ioContext) }
         if let cluster { rados_shutdown(cluster) }
+    }
+
+    /// librbd's cache (on by default, writethrough until the guest's first flush) to the OSDs.
+    func flushAll() -> Int32 {
+        guard let image else { return 0 }
+        let r = rbd_flush(image)
+        return r < 0 ? -r : 0
     }
 
     func currentSize() -> UInt64? {
