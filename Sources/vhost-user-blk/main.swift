@@ -24,8 +24,13 @@ struct BlockCommand: ParsableCommand {
             See vhost-user-devices(7).
             """)
 
-    static let identity = DaemonIdentity(name: "vhost-user-blk", type: "block", features: ["read-only", "blk-file"],
-                                         defaultPollMicroseconds: 32, sandbox: systemCalls)
+    static let identity = identity(sandbox: systemCalls)
+
+    /// With `--rbd` or `--nbd` the sandbox also lets the client libraries reach the network.
+    static func identity(sandbox: SandboxPolicy) -> DaemonIdentity {
+        DaemonIdentity(name: "vhost-user-blk", type: "block", features: ["read-only", "blk-file"],
+                       defaultPollMicroseconds: 32, sandbox: sandbox)
+    }
 
     /// Beyond the daemon runtime's: the I/O engines (io_uring; preadv/pwritev/pwritev2 with RWF_DSYNC
     /// on threads or inline; pread/pwrite through an aligned bounce buffer under O_DIRECT), FLUSH,
@@ -33,14 +38,14 @@ struct BlockCommand: ParsableCommand {
     static let systemCalls = SandboxPolicy([
         "io_uring_setup", "io_uring_enter", "io_uring_register",
         "preadv", "pwritev", "pwritev2", "pread64", "pwrite64", "fdatasync", "fallocate",
-    ] as [SystemCallRule] + networkStoreCalls + [BlockBackend.BLKGETSIZE64, BlockBackend.BLKDISCARD, BlockBackend.BLKZEROOUT].map {
+    ] as [SystemCallRule] + [BlockBackend.BLKGETSIZE64, BlockBackend.BLKDISCARD, BlockBackend.BLKZEROOUT].map {
         SystemCallRule("ioctl", where: .argument(1, equals: UInt32($0)))
     })
 
-    /// librbd/librados and libnbd: their threads' sockets to the cluster (TCP, IPv4 or IPv6) or the NBD
-    /// server (TCP or unix), reconnects, and the timers and pipes of librados' messenger and finisher
-    /// threads. Allowed whatever the target: the filter is the same for every blk daemon.
-    static let networkStoreCalls: [SystemCallRule] = [
+    /// With --rbd or --nbd: librbd/librados' and libnbd's threads' sockets to the cluster (TCP, IPv4 or
+    /// IPv6) or the NBD server (TCP or unix), reconnects, and the pipes and epoll of librados' messenger.
+    /// Only then: a daemon serving a file keeps no way to the network.
+    static let networkStoreCalls: SandboxPolicy = [
         SystemCallRule("socket", where: .argument(0, equals: UInt32(AF_INET))),
         SystemCallRule("socket", where: .argument(0, equals: UInt32(AF_INET6))),
         "connect", "sendto", "recvfrom", "getsockname", "getpeername", "setsockopt",
@@ -119,7 +124,8 @@ struct BlockCommand: ParsableCommand {
     }
 
     func run() throws {
-        runDaemon(Self.identity, options: daemon) {
+        let network = rbd != nil || nbd != nil
+        runDaemon(network ? Self.identity(sandbox: Self.systemCalls.union(Self.networkStoreCalls)) : Self.identity, options: daemon) {
             // Before the network stores' libraries start their threads: only the watch thread takes SIGHUP.
             ResizeWatch.blockHangup()
             let backend = try BlockBackend(target: target, readOnly: readOnly, direct: direct, logicalBlockSize: logicalBlockSize.rawValue)
