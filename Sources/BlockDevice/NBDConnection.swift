@@ -59,15 +59,20 @@ struct NBDConnection {
     /// Waits for the socket (in the direction libnbd needs) or the wake descriptor, then lets libnbd
     /// move on; completion callbacks run in here.
     func poll(wake: Int32, timeoutMilliseconds: Int32) {
-        var fds = [pollfd(fd: wake, events: Int16(POLLIN), revents: 0), pollfd(fd: -1, events: 0, revents: 0)]
+        var socket = pollfd(fd: -1, events: 0, revents: 0)
         if let handle, nbd_aio_get_fd(handle) >= 0 {
             let direction = nbd_aio_get_direction(handle)
-            fds[1].fd = nbd_aio_get_fd(handle)
-            if direction & UInt32(LIBNBD_AIO_DIRECTION_READ) != 0 { fds[1].events |= Int16(POLLIN) }
-            if direction & UInt32(LIBNBD_AIO_DIRECTION_WRITE) != 0 { fds[1].events |= Int16(POLLOUT) }
+            socket.fd = nbd_aio_get_fd(handle)
+            if direction & UInt32(LIBNBD_AIO_DIRECTION_READ) != 0 { socket.events |= Int16(POLLIN) }
+            if direction & UInt32(LIBNBD_AIO_DIRECTION_WRITE) != 0 { socket.events |= Int16(POLLOUT) }
         }
-        guard Glibc.poll(&fds, 2, timeoutMilliseconds) > 0, let handle, fds[1].fd >= 0 else { return }
-        let revents = Int32(fds[1].revents)
+        // Two pollfds on the stack: this runs for every batch of replies.
+        var fds = (pollfd(fd: wake, events: Int16(POLLIN), revents: 0), socket)
+        let ready = withUnsafeMutableBytes(of: &fds) {
+            Glibc.poll($0.baseAddress!.assumingMemoryBound(to: pollfd.self), 2, timeoutMilliseconds)
+        }
+        guard ready > 0, let handle, fds.1.fd >= 0 else { return }
+        let revents = Int32(fds.1.revents)
         if revents & (POLLIN | POLLHUP | POLLERR) != 0 { _ = nbd_aio_notify_read(handle) }
         if revents & POLLOUT != 0, !isDead { _ = nbd_aio_notify_write(handle) }
     }
