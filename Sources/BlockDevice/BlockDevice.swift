@@ -51,6 +51,10 @@ public final class BlockDevice: VhostUserDevice {
         guard options.serial.utf8.count <= VirtioBlock.idLength else {
             throw BlockBackendError("--serial may have at most \(VirtioBlock.idLength) bytes")
         }
+        // A flush on one NBD connection covers the writes of another only on a multi-conn export.
+        if let nbd = backend.store as? NBDStore, !nbd.canMultiConnection, options.queueCount > 1 {
+            throw BlockBackendError("\(nbd.name) does not allow several connections (no multi-conn): use --num-queues 1")
+        }
         // Asked for by name, io_uring must work now: failing at start-up beats a silent fallback.
         if options.engine == .ioUring && URingEngine(depth: 8) == nil {
             throw BlockBackendError("--engine io_uring: io_uring is unavailable (\(SystemError.describe(errno))); use --engine threads")
