@@ -67,9 +67,13 @@ let package = Package(
         .target(name: "RNGDevice", dependencies: ["VhostUserKit", "CVhostUser"]),
         // io_uring through liburing (its header cannot be imported next to Glibc).
         .target(name: "CURing", linkerSettings: [.linkedLibrary("uring")]),
+        // Network storage for vhost-user-blk: Ceph RBD images through librbd (Debian ships no .pc for
+        // it: the module map links librbd and librados) and NBD exports through libnbd.
+        .systemLibrary(name: "CRBD", providers: [.apt(["librbd-dev"])]),
+        .systemLibrary(name: "CNBD", pkgConfig: "libnbd", providers: [.apt(["libnbd-dev"])]),
         .target(
             name: "BlockDevice",
-            dependencies: ["VhostUserKit", "CVhostUser", "CURing", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["VhostUserKit", "CVhostUser", "CURing", "CRBD", "CNBD", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "vhost-user-blk",
@@ -170,11 +174,14 @@ let package = Package(
         // A real systemd (PID 1 of a container booted from a minimal Debian root) with the project
         // installed by `make install`: the bed the systemd unit tests run the units in.
         .target(name: "SystemdBed", dependencies: ["GuestBed", "CVhostUser"]),
+        // A throwaway Ceph cluster (scripts/throwaway-ceph) and NBD servers under a temporary directory:
+        // the real engines the network-storage tests of vhost-user-blk run against.
+        .target(name: "NetworkStorageBed", dependencies: ["GuestBed", "SystemdBed", "VhostUserKit"]),
         // scripts/demo: vhost-user-rng serving a guest's /dev/hwrng.
         .executableTarget(name: "vhost-user-demo", dependencies: ["GuestBed"]),
 
         .testTarget(name: "VhostUserKitTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CVhostUser"]),
-        .testTarget(name: "BlockDeviceTests", dependencies: ["BlockDevice", "VhostUserKit", "VhostUserTesting"]),
+        .testTarget(name: "BlockDeviceTests", dependencies: ["BlockDevice", "VhostUserKit", "VhostUserTesting", "NetworkStorageBed"]),
         .testTarget(name: "RPMBDeviceTests", dependencies: ["RPMBDevice", "VhostUserKit", "VhostUserTesting",
                                                            .product(name: "Crypto", package: "swift-crypto"),
                                                            .product(name: "Logging", package: "swift-log")]),
@@ -183,10 +190,10 @@ let package = Package(
         .testTarget(name: "RNGDeviceTests", dependencies: ["RNGDevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "I2CDeviceTests", dependencies: ["I2CDevice", "CI2C", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "ConsoleDeviceTests", dependencies: ["ConsoleDevice", "CConsole", "VhostUserKit", "VhostUserTesting"]),
-        .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CConsole",
+        .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CConsole", "NetworkStorageBed",
                                                        .product(name: "Crypto", package: "swift-crypto")]),
         // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
-        .testTarget(name: "GuestTests", dependencies: ["GuestBed", "VhostUserKit"]),
+        .testTarget(name: "GuestTests", dependencies: ["GuestBed", "VhostUserKit", "NetworkStorageBed"]),
         // The installed units under a real systemd, serving a real guest.
         .testTarget(name: "SystemdTests", dependencies: ["SystemdBed", "GuestBed"]),
     ],

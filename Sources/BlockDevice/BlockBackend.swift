@@ -5,11 +5,14 @@ import VhostUserKit
 import Glibc
 #endif
 
-/// What the disk is: a raw image file, a host block device, or nothing at all (the null target).
+/// What the disk is: a raw image file, a host block device, a network store (a Ceph RBD image, an
+/// NBD export), or nothing at all (the null target).
 public enum BlockTarget: Sendable, Equatable {
     case file(String)
     /// Reads return zeroes, writes are discarded: the protocol and virtqueue cost alone.
     case null(size: UInt64)
+    case rbd(RBDTarget)
+    case nbd(NBDTarget)
 }
 
 public struct BlockBackendError: Error, CustomStringConvertible {
@@ -17,12 +20,15 @@ public struct BlockBackendError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// The backing store, shared by every queue. Data I/O goes through each queue's IOEngine on `fd`;
-/// this type does what is not plain reads and writes: size, discard, write zeroes.
+/// The backing store, shared by every queue. Data I/O goes through each queue's IOEngine: on `fd` for
+/// a local file, to the network store otherwise (`store`, whose engines do discard and write zeroes
+/// too); for a local file this type does what is not plain reads and writes: size, discard, write zeroes.
 public final class BlockBackend: Sendable {
     public let target: BlockTarget
-    /// -1 for the null target.
+    /// -1 for the null target and network stores.
     public let fd: Int32
+    /// The RBD image or NBD export; nil for local files and the null target.
+    let store: (any NetworkStore)?
     private let file: OwnedDescriptor?
     public let isBlockDevice: Bool
     /// The file lives in memory (tmpfs, ramfs, hugetlbfs): its I/O never waits for a device.
@@ -42,10 +48,18 @@ public final class BlockBackend: Sendable {
             throw BlockBackendError("logical block size must be 512 or 4096, not \(logicalBlockSize)")
         }
         self.target = target
-        self.readOnly = readOnly
         self.direct = direct
-        self.logicalBlockSize = logicalBlockSize
+        store = try Self.openStore(target, readOnly: readOnly, logicalBlockSize: logicalBlockSize)
+        self.readOnly = store?.readOnly ?? readOnly
+        self.logicalBlockSize = store?.logicalBlockSize ?? logicalBlockSize
         switch target {
+        case .rbd, .nbd:
+            file = nil
+            fd = -1
+            isBlockDevice = false
+            isMemoryBacked = false
+            self.size = Atomic(0)
+            _ = refreshSize()
         case let .null(size):
             file = nil
             fd = -1
@@ -71,14 +85,45 @@ public final class BlockBackend: Sendable {
         }
     }
 
+    private static func openStore(_ target: BlockTarget, readOnly: Bool, logicalBlockSize: Int) throws(BlockBackendError) -> (any NetworkStore)? {
+        switch target {
+        case let .rbd(rbd): try RBDStore(rbd, readOnly: readOnly, logicalBlockSize: logicalBlockSize)
+        case let .nbd(nbd): try NBDStore(nbd, readOnly: readOnly, logicalBlockSize: logicalBlockSize)
+        case .file, .null: nil
+        }
+    }
+
+    /// Lets go of a network store (an RBD image's lock) before the process exits; nothing may be in flight.
+    public func close() { store?.close() }
+
+    /// Makes every completed write stable (the front-end went away): fdatasync on a file, the network
+    /// store's own flush (an RBD image's cache). Returns 0 or an errno value.
+    func flushAll() -> Int32 {
+        if let store { return store.flushAll() }
+        guard fd >= 0 else { return 0 }
+        return fdatasync(fd) == 0 ? 0 : errno
+    }
+
+    /// The null target: no data anywhere.
+    public var isNull: Bool { if case .null = target { true } else { false } }
+
+    /// What FLUSH, DISCARD and WRITE_ZEROES can do on this disk (an NBD server may lack any of them).
+    var canFlush: Bool { store?.canFlush ?? !isNull }
+    var canDiscard: Bool { store?.canDiscard ?? true }
+    var canWriteZeroes: Bool { store?.canWriteZeroes ?? true }
+
     /// The disk size in bytes, rounded down to whole logical blocks.
     public var sizeBytes: UInt64 { size.load(ordering: .relaxed) }
 
     /// Re-reads the size of the file or device; returns true when it changed.
     public func refreshSize() -> Bool {
-        guard fd >= 0 else { return false }
         var bytes: UInt64 = 0
-        if isBlockDevice {
+        if let store {
+            guard let now = store.currentSize() else { return false }
+            bytes = now
+        } else if fd < 0 {
+            return false
+        } else if isBlockDevice {
             _ = vhu_ioctl_ptr(fd, Self.BLKGETSIZE64, &bytes)
         } else {
             var st = stat()

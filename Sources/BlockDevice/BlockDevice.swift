@@ -5,7 +5,8 @@ import VhostUserKit
 import Glibc
 #endif
 
-/// virtio-blk (virtio 1.2, 5.2) over a raw image, a host block device or the null target.
+/// virtio-blk (virtio 1.2, 5.2) over a raw image, a host block device, a Ceph RBD image, an NBD export
+/// or the null target.
 public final class BlockDevice: VhostUserDevice {
     public struct Options: Sendable {
         public var serial: String = ""
@@ -50,6 +51,10 @@ public final class BlockDevice: VhostUserDevice {
         guard options.serial.utf8.count <= VirtioBlock.idLength else {
             throw BlockBackendError("--serial may have at most \(VirtioBlock.idLength) bytes")
         }
+        // A flush on one NBD connection covers the writes of another only on a multi-conn export.
+        if let nbd = backend.store as? NBDStore, !nbd.canMultiConnection, options.queueCount > 1 {
+            throw BlockBackendError("\(nbd.name) does not allow several connections (no multi-conn): use --num-queues 1")
+        }
         // Asked for by name, io_uring must work now: failing at start-up beats a silent fallback.
         if options.engine == .ioUring && URingEngine(depth: 8) == nil {
             throw BlockBackendError("--engine io_uring: io_uring is unavailable (\(SystemError.describe(errno))); use --engine threads")
@@ -83,7 +88,12 @@ public final class BlockDevice: VhostUserDevice {
     public var deviceFeatures: UInt64 {
         typealias F = VirtioBlock.Feature
         var f = F.sizeMax | F.segMax | F.blockSize | F.topology | F.flush | F.configWCE | F.multiQueue
-        if backend.readOnly { f |= F.readOnly } else { f |= F.discard | F.writeZeroes }
+        if backend.readOnly {
+            f |= F.readOnly
+        } else {
+            if backend.canDiscard { f |= F.discard }
+            if backend.canWriteZeroes { f |= F.writeZeroes }
+        }
         return f
     }
 
@@ -121,8 +131,9 @@ public final class BlockDevice: VhostUserDevice {
     /// The front-end disconnected or reset the device (the queues have stopped and their I/O finished):
     /// make every acknowledged write stable, whatever the write cache mode was.
     public func reset() {
-        guard backend.fd >= 0, !backend.readOnly else { return }
-        if fdatasync(backend.fd) != 0 { logger.error("flush on disconnect failed: \(SystemError.describe(errno))") }
+        guard !backend.readOnly else { return }
+        let e = backend.flushAll()
+        if e != 0 { logger.error("flush on disconnect failed: \(SystemError.describe(e))") }
     }
 
     /// Re-reads the disk size; when it changed, tells the front-end so the guest sees the new capacity

@@ -25,6 +25,8 @@ final class BlockQueue: QueueHandler {
     private var iovecs: UnsafeMutablePointer<UnsafeMutablePointer<iovec>?>?
     private var slotCount = 0
     private var inFlight = 0
+    /// The failure last logged (0: none since the last success).
+    private var failure: Int32 = 0
     /// iovecs one request may use: the segments accepted plus room for buffers that cross regions.
     private let iovecCapacity: Int
 
@@ -92,13 +94,29 @@ final class BlockQueue: QueueHandler {
             let n = engine.reap(max: 64, wait: first) { tag, result in
                 let p = pending![Int(tag)]
                 p.status.pointee = (result == p.expected ? VirtioBlock.Status.ok : .ioError).rawValue
-                if result != p.expected { logger.error("I/O on chain \(tag) failed: result \(result), expected \(p.expected)") }
+                noteOutcome(result == p.expected ? 0 : result, tag: tag, expected: p.expected)
                 queue.complete(head: tag, written: p.usedLength)
                 inFlight -= 1
             }
             first = false
             if n < 64 { break }
         }
+    }
+
+    /// Logs a failed request once per condition (an error value; a network store that is down fails
+    /// every request the same way until it is back), and the recovery once.
+    private func noteOutcome(_ result: Int32, tag: UInt16, expected: Int32) {
+        guard result != failure else { return }
+        if result == 0 {
+            logger.notice("I/O succeeds again after failing with \(Self.describe(failure))")
+        } else {
+            logger.error("I/O on chain \(tag) failed: \(Self.describe(result)) (expected \(expected) bytes); further failures like it are not logged")
+        }
+        failure = result
+    }
+
+    private static func describe(_ result: Int32) -> String {
+        result < 0 ? SystemError.describe(-result) : "a short transfer of \(result) bytes"
     }
 
     /// Handles one chain; returns true when it went to the engine (completion comes later).
@@ -128,7 +146,7 @@ final class BlockQueue: QueueHandler {
             let length = chain.readableLength - VirtioBlock.headerSize
             return transfer(chain, queue, sector: sector, length: length, isWrite: true, status: status, finish: finish)
         case .flush:
-            guard backend.fd >= 0, !backend.readOnly else { return finish(.ok) }
+            guard backend.canFlush, !backend.readOnly else { return finish(.ok) }
             guard engine.flush(fd: backend.fd, tag: chain.head) else { return finish(.ioError) }
             pending![Int(chain.head)] = Pending(status: status, expected: 0, usedLength: 1)
             inFlight += 1
@@ -139,8 +157,16 @@ final class BlockQueue: QueueHandler {
             _ = device.serialBytes.withUnsafeBytes { writer.write(UnsafeRawBufferPointer(rebasing: $0.prefix(room))) }
             return finish(.ok, written: room + 1)
         case .discard, .writeZeroes:
-            let s = ranges(&reader, chain, isDiscard: type == VirtioBlock.RequestType.discard.rawValue)
-            return finish(s)
+            let isDiscard = type == VirtioBlock.RequestType.discard.rawValue
+            guard isDiscard ? backend.canDiscard : backend.canWriteZeroes else { return finish(.unsupported) }
+            switch ranges(&reader, chain, isDiscard: isDiscard) {
+            case let .finished(s):
+                return finish(s)
+            case let .started(count):
+                pending![Int(chain.head)] = Pending(status: status, expected: 0, usedLength: 1)
+                inFlight += count
+                return count > 0
+            }
         case nil:
             return finish(.unsupported)
         }
@@ -159,7 +185,7 @@ final class BlockQueue: QueueHandler {
         }
         let used = isWrite ? 1 : length + 1
         if length == 0 { return finish(.ok, used) }
-        if backend.fd < 0 {
+        if backend.isNull {
             // The null target: reads see zeroes, writes go nowhere.
             if !isWrite {
                 var writer = chain.writer()
@@ -212,29 +238,67 @@ final class BlockQueue: QueueHandler {
         return .ok
     }
 
-    /// DISCARD and WRITE_ZEROES: every range is checked before any is applied.
-    private func ranges(_ reader: inout ChainReader, _ chain: DescriptorChain, isDiscard: Bool) -> VirtioBlock.Status {
-        if backend.readOnly { return .ioError }
+    private enum RangesOutcome {
+        case finished(VirtioBlock.Status)
+        /// Handed to the engine as `count` operations (0 or 1).
+        case started(Int)
+    }
+
+    /// DISCARD and WRITE_ZEROES: every range is checked before any is applied; a network store's engine
+    /// takes them all as one operation.
+    private func ranges(_ reader: inout ChainReader, _ chain: DescriptorChain, isDiscard: Bool) -> RangesOutcome {
+        switch checkedRanges(&reader, chain, isDiscard: isDiscard) {
+        case let .answer(status):
+            return .finished(status)
+        case let .ranges(list):
+            if engine.handlesRanges {
+                let queued = list.withUnsafeBufferPointer {
+                    engine.ranges($0, zeroes: !isDiscard, fua: writeThrough, tag: chain.head)
+                }
+                return queued ? .started(1) : .finished(.ioError)
+            }
+            return .finished(applyOnFile(list, isDiscard: isDiscard))
+        }
+    }
+
+    private enum CheckedRanges {
+        case ranges([ByteRange])
+        /// Refused (or nothing to do): the status to answer with.
+        case answer(VirtioBlock.Status)
+    }
+
+    private func checkedRanges(_ reader: inout ChainReader, _ chain: DescriptorChain, isDiscard: Bool) -> CheckedRanges {
+        func fail(_ s: VirtioBlock.Status) -> CheckedRanges { .answer(s) }
+        if backend.readOnly { return fail(.ioError) }
         let bytes = chain.readableLength - VirtioBlock.headerSize
         guard bytes > 0, bytes % VirtioBlock.rangeSize == 0, bytes / VirtioBlock.rangeSize <= Int(device.maxRanges) else {
-            return .unsupported
+            return fail(.unsupported)
         }
         let count = bytes / VirtioBlock.rangeSize
         let sectorsPerBlock = UInt64(backend.logicalBlockSize / VirtioBlock.sectorSize)
-        var list: [(offset: UInt64, length: UInt64, unmap: Bool)] = []
+        var list: [ByteRange] = []
         list.reserveCapacity(count)
         for _ in 0..<count {
             guard let sector = reader.read(UInt64.self), let sectors = reader.read(UInt32.self), let flags = reader.read(UInt32.self) else {
-                return .ioError
+                return fail(.ioError)
             }
             // Discard takes no flags; write zeroes knows only UNMAP.
-            if flags & ~(isDiscard ? 0 : VirtioBlock.rangeFlagUnmap) != 0 { return .unsupported }
+            if flags & ~(isDiscard ? 0 : VirtioBlock.rangeFlagUnmap) != 0 { return fail(.unsupported) }
             guard sectors <= device.maxDiscardSectors, sector % sectorsPerBlock == 0, UInt64(sectors) % sectorsPerBlock == 0,
                   sector <= backend.sizeBytes / UInt64(VirtioBlock.sectorSize),
-                  (sector + UInt64(sectors)) * UInt64(VirtioBlock.sectorSize) <= backend.sizeBytes else { return .ioError }
-            list.append((sector * UInt64(VirtioBlock.sectorSize), UInt64(sectors) * UInt64(VirtioBlock.sectorSize), flags & VirtioBlock.rangeFlagUnmap != 0))
+                  (sector + UInt64(sectors)) * UInt64(VirtioBlock.sectorSize) <= backend.sizeBytes else { return fail(.ioError) }
+            if sectors == 0 { continue }
+            list.append(ByteRange(offset: sector * UInt64(VirtioBlock.sectorSize), length: UInt64(sectors) * UInt64(VirtioBlock.sectorSize),
+                                  unmap: flags & VirtioBlock.rangeFlagUnmap != 0))
         }
-        for r in list where r.length > 0 {
+        // Nothing to do (every range empty) is done.
+        if list.isEmpty && engine.handlesRanges { return fail(.ok) }
+        return .ranges(list)
+    }
+
+    /// Discards or zeroes the ranges of a local file (or does nothing for the null target).
+    private func applyOnFile(_ list: [ByteRange], isDiscard: Bool) -> VirtioBlock.Status {
+        for r in list {
             let e = isDiscard ? backend.discard(offset: r.offset, length: r.length)
                               : backend.writeZeroes(offset: r.offset, length: r.length, unmap: r.unmap)
             if e != 0 {
@@ -244,7 +308,7 @@ final class BlockQueue: QueueHandler {
                 return .ioError
             }
         }
-        if !writeThrough || isDiscard || backend.fd < 0 { return .ok }
+        if !writeThrough || isDiscard || backend.isNull { return .ok }
         return fdatasync(backend.fd) == 0 ? .ok : .ioError
     }
 }

@@ -12,6 +12,12 @@ protocol IOEngine: AnyObject {
     func read(fd: Int32, _ iov: UnsafePointer<iovec>, count: Int, offset: UInt64, tag: UInt16) -> Bool
     func write(fd: Int32, _ iov: UnsafePointer<iovec>, count: Int, offset: UInt64, sync: Bool, tag: UInt16) -> Bool
     func flush(fd: Int32, tag: UInt16) -> Bool
+    /// Whether DISCARD and WRITE_ZEROES go through `ranges` (network stores) rather than the backend's
+    /// synchronous calls on a local file.
+    var handlesRanges: Bool { get }
+    /// Queues a DISCARD (or, with `zeroes`, WRITE_ZEROES) of every range in `list` as one operation:
+    /// its result is 0 or the first -errno. `fua`: stable before it completes.
+    func ranges(_ list: UnsafeBufferPointer<ByteRange>, zeroes: Bool, fua: Bool, tag: UInt16) -> Bool
     /// Starts everything queued.
     func submit()
     /// Hands finished operations to `body` (at most `max`, waiting for one when `wait`); returns the count.
@@ -21,6 +27,12 @@ protocol IOEngine: AnyObject {
     /// Releases the engine's threads and descriptors once nothing is in flight (the queue stopped).
     /// The engine is not used again; calling it twice is harmless.
     func shutdown()
+}
+
+extension IOEngine {
+    /// Local-file engines leave ranges to `BlockBackend`.
+    var handlesRanges: Bool { false }
+    func ranges(_ list: UnsafeBufferPointer<ByteRange>, zeroes: Bool, fua: Bool, tag: UInt16) -> Bool { false }
 }
 
 /// Which engine a queue uses.
@@ -38,6 +50,7 @@ public enum IOEngineKind: String, Sendable, CaseIterable {
 /// Makes the engine `kind` for a queue of `depth` requests on `backend`; io_uring falls back to threads
 /// when the kernel (or a seccomp filter) refuses it.
 func makeIOEngine(_ kind: IOEngineKind, depth: Int, backend: BlockBackend) -> (any IOEngine, IOEngineKind) {
+    if let store = backend.store { return (store.makeEngine(depth: depth), kind) }
     if kind == .ioUring || (kind == .auto && !backend.isMemoryBacked), let ring = URingEngine(depth: depth) {
         return (ring, .ioUring)
     }

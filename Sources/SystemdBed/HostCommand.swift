@@ -20,11 +20,11 @@ public struct CommandResult: Sendable {
     }
 }
 
-enum HostCommand {
+package enum HostCommand {
     /// Runs `argv` (argv[0] a path, or a name in PATH) with stdin from /dev/null and returns its
     /// output once it exits. Throws when it cannot start, or when it runs longer than `timeout`
     /// (it is killed then).
-    static func run(_ argv: [String], timeout: Duration) throws -> CommandResult {
+    package static func run(_ argv: [String], timeout: Duration) throws -> CommandResult {
         var command = argv
         if !command[0].contains("/") { command[0] = try findInPath(command[0]) }
         let output = try UnlinkedFile()

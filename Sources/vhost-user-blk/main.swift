@@ -11,18 +11,26 @@ import Glibc
 struct BlockCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vhost-user-blk",
-        abstract: "vhost-user backend for virtio-blk: serves a raw image file or a host block device.",
+        abstract: "vhost-user backend for virtio-blk: serves a raw image file, a host block device, a Ceph RBD image or an NBD export.",
         discussion: """
             Serves one virtio-blk device to a VMM (QEMU's vhost-user-blk-pci, cloud-hypervisor, crosvm) over \
             a unix socket. Reads and writes go straight between guest memory and the disk through one io_uring \
             per queue (or a thread pool where io_uring is unavailable). DISCARD and WRITE_ZEROES punch holes or \
             zero ranges. When the image grows (e.g. after truncate), or on SIGHUP, the new capacity is pushed \
             to the guest. In-flight requests are recorded in the front-end's inflight region, so a daemon that \
-            is killed and restarted on the same socket resubmits them. See vhost-user-devices(7).
+            is killed and restarted on the same socket resubmits them. With --rbd the disk is a Ceph RBD image \
+            (librbd, requests straight from guest memory; its exclusive lock keeps a second daemon from writing \
+            to it), with --nbd an NBD export (libnbd, one connection per queue, reconnected when it drops). \
+            See vhost-user-devices(7).
             """)
 
-    static let identity = DaemonIdentity(name: "vhost-user-blk", type: "block", features: ["read-only", "blk-file"],
-                                         defaultPollMicroseconds: 32, sandbox: systemCalls)
+    static let identity = identity(sandbox: systemCalls)
+
+    /// With `--rbd` or `--nbd` the sandbox also lets the client libraries reach the network.
+    static func identity(sandbox: SandboxPolicy) -> DaemonIdentity {
+        DaemonIdentity(name: "vhost-user-blk", type: "block", features: ["read-only", "blk-file"],
+                       defaultPollMicroseconds: 32, sandbox: sandbox)
+    }
 
     /// Beyond the daemon runtime's: the I/O engines (io_uring; preadv/pwritev/pwritev2 with RWF_DSYNC
     /// on threads or inline; pread/pwrite through an aligned bounce buffer under O_DIRECT), FLUSH,
@@ -34,6 +42,16 @@ struct BlockCommand: ParsableCommand {
         SystemCallRule("ioctl", where: .argument(1, equals: UInt32($0)))
     })
 
+    /// With --rbd or --nbd: librbd/librados' and libnbd's threads' sockets to the cluster (TCP, IPv4 or
+    /// IPv6) or the NBD server (TCP or unix), reconnects, and the pipes and epoll of librados' messenger.
+    /// Only then: a daemon serving a file keeps no way to the network.
+    static let networkStoreCalls: SandboxPolicy = [
+        SystemCallRule("socket", where: .argument(0, equals: UInt32(AF_INET))),
+        SystemCallRule("socket", where: .argument(0, equals: UInt32(AF_INET6))),
+        "connect", "sendto", "recvfrom", "getsockname", "getpeername", "setsockopt",
+        "epoll_create", "pipe2", "uname",
+    ]
+
     @OptionGroup var daemon: DaemonOptions
 
     @Option(name: .long, help: ArgumentHelp("The raw image file or block device to serve.", valueName: "path"))
@@ -41,6 +59,30 @@ struct BlockCommand: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("Serve a null disk of this size instead (e.g. 1G): reads return zeroes, writes are discarded.", valueName: "size"))
     var nullSize: ByteCount?
+
+    @Option(name: .long, help: ArgumentHelp("Serve a Ceph RBD image instead (librbd); an image@snapshot is served read-only.", valueName: "pool/image[@snap]"))
+    var rbd: RBDSpec?
+
+    @Option(name: .long, help: ArgumentHelp("With --rbd: the cluster's ceph.conf (default: librados' search, /etc/ceph/ceph.conf).", valueName: "path"))
+    var cephConf: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --rbd: the Ceph client name, without \"client.\" (default: admin).", valueName: "name"))
+    var cephId: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --rbd: the keyring holding the client's key (default: the ceph.conf's).", valueName: "path"))
+    var cephKeyring: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --rbd: fail an operation the cluster has not answered after this many seconds (default: wait for the cluster).", valueName: "seconds"))
+    var cephTimeout: Int?
+
+    @Flag(name: .long, help: "With --rbd: serve the image without taking its exclusive lock, even while another client holds it.")
+    var force = false
+
+    @Option(name: .long, help: ArgumentHelp("Serve an NBD export instead (libnbd): nbd://host[:port]/export or nbd+unix:///export?socket=path.", valueName: "uri"))
+    var nbd: String?
+
+    @Option(name: .long, help: ArgumentHelp("With --nbd: how long guest I/O waits for a lost connection to come back before it fails.", valueName: "seconds"))
+    var nbdRetry: Int = 30
 
     @Flag(name: .long, help: "Give the guest a read-only disk.")
     var readOnly = false
@@ -70,14 +112,22 @@ struct BlockCommand: ParsableCommand {
     var engine: IOEngineKind = .auto
 
     func validate() throws {
-        guard (blkFile == nil) != (nullSize == nil) || daemon.printCapabilities else {
-            throw ValidationError("give exactly one of --blk-file PATH and --null-size SIZE")
+        let targets = [blkFile != nil, nullSize != nil, rbd != nil, nbd != nil].filter { $0 }.count
+        guard targets == 1 || daemon.printCapabilities else {
+            throw ValidationError("give exactly one of --blk-file PATH, --null-size SIZE, --rbd POOL/IMAGE and --nbd URI")
         }
+        if rbd == nil && (cephConf != nil || cephId != nil || cephKeyring != nil || cephTimeout != nil || force) {
+            throw ValidationError("--ceph-conf, --ceph-id, --ceph-keyring, --ceph-timeout and --force go with --rbd")
+        }
+        if let cephTimeout, cephTimeout <= 0 { throw ValidationError("--ceph-timeout must be at least 1 second") }
+        if nbdRetry < 0 { throw ValidationError("--nbd-retry must not be negative") }
     }
 
     func run() throws {
-        runDaemon(Self.identity, options: daemon) {
-            let target: BlockTarget = blkFile.map { .file($0) } ?? .null(size: nullSize!.bytes)
+        let network = rbd != nil || nbd != nil
+        runDaemon(network ? Self.identity(sandbox: Self.systemCalls.union(Self.networkStoreCalls)) : Self.identity, options: daemon) {
+            // Before the network stores' libraries start their threads: only the watch thread takes SIGHUP.
+            ResizeWatch.blockHangup()
             let backend = try BlockBackend(target: target, readOnly: readOnly, direct: direct, logicalBlockSize: logicalBlockSize.rawValue)
             var options = BlockDevice.Options()
             options.serial = serial
@@ -87,9 +137,21 @@ struct BlockCommand: ParsableCommand {
             options.writeback = writeCache == .writeback
             options.engine = engine
             let device = try BlockDevice(backend: backend, options: options, logger: Logger(label: "vhost-user-blk"))
-            if blkFile != nil { ResizeWatch.start(device) }
+            ExitCleanup.close(backend)
+            if blkFile != nil || rbd != nil { ResizeWatch.start(device) }
             return device
         }
+    }
+}
+
+/// Closes the backend when the daemon exits (runDaemon ends in exit()): an RBD image's exclusive lock is
+/// released at once, so the next daemon on the image does not wait for the cluster to time this one out.
+enum ExitCleanup {
+    nonisolated(unsafe) private static var backend: BlockBackend?
+
+    static func close(_ backend: BlockBackend) {
+        Self.backend = backend
+        atexit { ExitCleanup.backend?.close() }
     }
 }
 
@@ -98,13 +160,19 @@ struct BlockCommand: ParsableCommand {
 enum ResizeWatch {
     nonisolated(unsafe) private static var thread: PosixThread?
 
-    /// Call it before the daemon starts any thread (in `runDaemon`'s makeDevice): SIGHUP is blocked
-    /// here, so in every thread started afterwards, and only the watch thread takes it.
-    static func start(_ device: BlockDevice) {
+    /// Call it before the daemon starts any thread (first in `runDaemon`'s makeDevice): SIGHUP is
+    /// blocked in every thread started afterwards, and only the watch thread takes it.
+    static func blockHangup() {
         var hangup = sigset_t()
         sigemptyset(&hangup)
         sigaddset(&hangup, SIGHUP)
         pthread_sigmask(SIG_BLOCK, &hangup, nil)
+    }
+
+    static func start(_ device: BlockDevice) {
+        var hangup = sigset_t()
+        sigemptyset(&hangup)
+        sigaddset(&hangup, SIGHUP)
         thread = PosixThread {
             var second = timespec(tv_sec: 1, tv_nsec: 0)
             while true {
@@ -112,6 +180,37 @@ enum ResizeWatch {
                 _ = device.checkResize()
             }
         }
+    }
+}
+
+extension BlockCommand {
+    /// The disk `--blk-file`, `--null-size`, `--rbd` or `--nbd` names.
+    var target: BlockTarget {
+        if let blkFile { return .file(blkFile) }
+        if let spec = rbd {
+            var t = spec.target
+            t.configFile = cephConf
+            t.id = cephId
+            t.keyring = cephKeyring
+            t.force = force
+            t.timeoutSeconds = cephTimeout
+            return .rbd(t)
+        }
+        if let nbd {
+            var t = NBDTarget(uri: nbd)
+            t.retrySeconds = nbdRetry
+            return .nbd(t)
+        }
+        return .null(size: nullSize!.bytes)
+    }
+}
+
+/// `--rbd pool/image[@snapshot]`.
+struct RBDSpec: ExpressibleByArgument {
+    let target: RBDTarget
+    init?(argument: String) {
+        guard let t = RBDTarget(spec: argument) else { return nil }
+        target = t
     }
 }
 

@@ -17,10 +17,12 @@ final class BlockTestBench {
 
     init(sizeBytes: Int = 1 << 20, target: String = "file", readOnly: Bool = false, direct: Bool = false, logicalBlockSize: Int = 512,
          engine: IOEngineKind = .ioUring, queues: Int = 1, workers: Int? = nil, serial: String = "disk-0123", profile: FrontendProfile = .qemu,
-         maskFeatures: UInt64 = 0, memorySize: Int = 8 << 20) throws {
+         maskFeatures: UInt64 = 0, memorySize: Int = 8 << 20, network: BlockTarget? = nil) throws {
         var path: String?
         let backendTarget: BlockTarget
-        if target == "null" {
+        if let network {
+            backendTarget = network  // an RBD image or NBD export the caller made
+        } else if target == "null" {
             backendTarget = .null(size: UInt64(sizeBytes))
         } else if target.hasPrefix("/dev/") {
             backendTarget = .file(target)  // a host block device the caller made and removes

@@ -1,0 +1,98 @@
+import VhostUserKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a network store's client library threads leave finished operations for the queue worker:
+/// a locked list of (tag, result) and an eventfd that the worker waits on (its wake descriptor).
+/// The eventfd is signalled only when the list goes from empty to not empty; the worker drains the
+/// eventfd before it takes the list, so no result is ever left without a wake-up.
+final class CompletionInbox: Sendable {
+    private let results = Locked<[(UInt16, Int32)]>([])
+    private let ready: EventFD
+
+    init() throws(SystemError) { ready = try EventFD() }
+
+    var descriptor: Int32 { ready.rawValue }
+
+    /// From any thread.
+    func post(_ tag: UInt16, _ result: Int32) {
+        let wasEmpty = results.withLock { list in
+            let empty = list.isEmpty
+            list.append((tag, result))
+            return empty
+        }
+        if wasEmpty { ready.signal() }
+    }
+
+    var isEmpty: Bool { results.withLock { $0.isEmpty } }
+
+    /// Swaps the posted results into `spare` (empty, with capacity kept), waiting up to 100 ms at a time
+    /// for the first when `wait`.
+    func take(into spare: inout [(UInt16, Int32)], wait: Bool) {
+        if wait { while isEmpty { _ = ready.wait(timeoutMilliseconds: 100) } }
+        ready.drain()
+        results.withLock { swap(&$0, &spare) }
+    }
+}
+
+/// What the engines of network stores share: one request may become several operations on the store
+/// (an NBD command per guest buffer, one per DISCARD range); the engine counts them per tag and
+/// reports the request once, with the first error or the expected byte count.
+class NetworkEngine {
+    private struct Tally {
+        var remaining: Int32
+        var result: Int32
+        var expected: Int32
+    }
+
+    let inbox: CompletionInbox
+    private let tallies: UnsafeMutablePointer<Tally>
+    private let depth: Int
+    private var spare: [(UInt16, Int32)] = []
+
+    init(depth: Int) throws(SystemError) {
+        inbox = try CompletionInbox()
+        self.depth = depth
+        tallies = .allocate(capacity: depth)
+        tallies.initialize(repeating: Tally(remaining: 0, result: 0, expected: 0), count: depth)
+        spare.reserveCapacity(depth)
+    }
+
+    deinit { tallies.deallocate() }
+
+    /// Starts counting request `tag`: it finishes after `parts` results; `expected` is what it reports
+    /// when none failed. False when the tag is out of range.
+    func begin(_ tag: UInt16, parts: Int, expected: Int32) -> Bool {
+        guard Int(tag) < depth, parts > 0 else { return false }
+        tallies[Int(tag)] = Tally(remaining: Int32(parts), result: 0, expected: expected)
+        return true
+    }
+
+    var completionDescriptor: Int32? { inbox.descriptor }
+
+    var hasCompletions: Bool { !inbox.isEmpty }
+
+    func reap(max: Int, wait: Bool, _ body: (UInt16, Int32) -> Void) -> Int {
+        inbox.take(into: &spare, wait: wait)
+        var finished = 0
+        for (tag, result) in spare {
+            let t = tallies + Int(tag)
+            if result < 0 && t.pointee.result >= 0 { t.pointee.result = result }
+            t.pointee.remaining -= 1
+            if t.pointee.remaining == 0 {
+                body(tag, t.pointee.result < 0 ? t.pointee.result : t.pointee.expected)
+                finished += 1
+            }
+        }
+        spare.removeAll(keepingCapacity: true)
+        return finished
+    }
+
+    /// Sum of the iovec lengths: the byte count a read or write reports.
+    static func length(_ iov: UnsafePointer<iovec>, count: Int) -> Int32 {
+        var n = 0
+        for i in 0..<count { n += iov[i].iov_len }
+        return Int32(clamping: n)
+    }
+}
