@@ -139,7 +139,7 @@ let package = Package(
         // Benchmarks (not tests): throughput through the fake frontend.
         .executableTarget(
             name: "vhost-user-bench",
-            dependencies: ["BenchmarkSupport", "VhostUserTesting", "VhostUserKit", "RNGDevice", "I2CDevice", "GPIODevice", "ConsoleDevice"],
+            dependencies: ["BenchmarkSupport", "VhostUserTesting", "VhostUserKit", "RNGDevice", "I2CDevice", "GPIODevice", "ConsoleDevice", "VsockDevice"],
             path: "Benchmarks/vhost-user-bench"
         ),
         // What the benchmark executables share: their options and clock.
@@ -166,7 +166,7 @@ let package = Package(
         // scripts/soak: every daemon executable under random load and random front-end disconnects.
         .executableTarget(
             name: "vhost-user-soak",
-            dependencies: ["VhostUserTesting", "VhostUserKit", "BlockDevice",
+            dependencies: ["VhostUserTesting", "VhostUserKit", "BlockDevice", "VsockDevice",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Crypto", package: "swift-crypto")],
             path: "Soak/vhost-user-soak"
@@ -179,7 +179,7 @@ let package = Package(
         // installed by `make install`: the bed the systemd unit tests run the units in.
         .target(name: "SystemdBed", dependencies: ["GuestBed", "CVhostUser"]),
         // scripts/demo: vhost-user-rng serving a guest's /dev/hwrng.
-        .executableTarget(name: "vhost-user-demo", dependencies: ["GuestBed"]),
+        .executableTarget(name: "vhost-user-demo", dependencies: ["GuestBed", "VhostUserKit"]),
 
         .testTarget(name: "VhostUserKitTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CVhostUser"]),
         .testTarget(name: "BlockDeviceTests", dependencies: ["BlockDevice", "VhostUserKit", "VhostUserTesting"]),
@@ -192,7 +192,7 @@ let package = Package(
         .testTarget(name: "I2CDeviceTests", dependencies: ["I2CDevice", "CI2C", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "VsockDeviceTests", dependencies: ["VsockDevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "ConsoleDeviceTests", dependencies: ["ConsoleDevice", "CConsole", "VhostUserKit", "VhostUserTesting"]),
-        .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CConsole",
+        .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CConsole", "VsockDevice",
                                                        .product(name: "Crypto", package: "swift-crypto")]),
         // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
         .testTarget(name: "GuestTests", dependencies: ["GuestBed", "VhostUserKit"]),

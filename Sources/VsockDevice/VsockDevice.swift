@@ -102,10 +102,13 @@ final class VsockTable: @unchecked Sendable {  // used under the device's lock o
     var transportResetDue = true
     /// Connections a loaded state named: reset towards the guest when the queues run.
     var staleConnections: [ConnectionKey: VirtioVsock.SocketType] = [:]
+    /// Packets for the guest a stopped group had not delivered yet.
+    var pendingControl: [VsockHandler.Outgoing] = []
 
     func closeAll() {
         for connection in connections.values { connection.socket = nil }
         connections.removeAll()
         clients.removeAll()
+        pendingControl.removeAll()
     }
 }

@@ -66,6 +66,8 @@ final class VsockHandler: GroupHandler {
             updateInterest(connection)
             scheduleForGuest(connection)
         }
+        control = table.pendingControl
+        table.pendingControl = []
         for (key, type) in table.staleConnections { queueReset(key: key, type: type) }
         table.staleConnections.removeAll()
         device.member?.waker.withLock { $0 = group.waker }
@@ -81,14 +83,11 @@ final class VsockHandler: GroupHandler {
         watches.removeAll()
         clientWatches.removeAll()
         listenerWatches.removeAll()
-        // Control packets not yet delivered are lost with the group; a connection still waiting for
-        // its RESPONSE or RST is then reset by the guest's own timeout. Credit is re-announced below.
-        for connection in table.connections.values where connection.state == .established {
-            connection.reportedFwdCnt = connection.fwdCnt &- connection.bufAlloc
-        }
+        // Packets not yet delivered wait for the next group of the same front-end (a reset() drops them).
+        table.pendingControl = Array(control[controlHead...])
         device.table.withLock { $0 = table }
         table = VsockTable()
-        control.removeAll()
+        control = []
         controlHead = 0
         readyForGuest.removeAll()
         readyHead = 0

@@ -29,11 +29,11 @@ struct VsockCommand: ParsableCommand {
 
     @OptionGroup var daemon: DaemonOptions
 
-    @Option(name: .long, help: "The guest's context ID (3 to 4294967294).")
-    var guestCid: UInt64
+    @Option(name: .long, help: "The guest's context ID (3 to 4294967294; required).")
+    var guestCid: UInt64?
 
-    @Option(name: .long, help: ArgumentHelp("The host side's unix socket path: PATH for host-initiated connections, PATH_PORT for guest-initiated ones.", valueName: "path"))
-    var udsPath: String
+    @Option(name: .long, help: ArgumentHelp("The host side's unix socket path (required): PATH and PATH.seqpacket for host-initiated connections, PATH_PORT for guest-initiated ones.", valueName: "path"))
+    var udsPath: String?
 
     @Option(name: .long, help: "Guest bytes buffered per connection for the host side (the credit the guest gets).")
     var bufferBytes: UInt32 = 256 << 10
@@ -45,6 +45,8 @@ struct VsockCommand: ParsableCommand {
     var noSeqpacket = false
 
     func validate() throws {
+        if daemon.printCapabilities { return }
+        guard let guestCid, let udsPath else { throw ValidationError("--guest-cid and --uds-path are required") }
         guard VirtioVsock.isValidGuestCID(guestCid) else { throw ValidationError("--guest-cid: from 3 to 4294967294") }
         guard bufferBytes >= 4096, bufferBytes <= 64 << 20 else { throw ValidationError("--buffer-bytes: from 4096 to 64 MiB") }
         guard maxConnections >= 1, maxConnections <= 1 << 20 else { throw ValidationError("--max-connections: from 1 to 1048576") }
@@ -65,8 +67,8 @@ struct VsockCommand: ParsableCommand {
         let logger = Logger(label: Self.identity.name)
         runDaemon(Self.identity, options: daemon) {
             raiseDescriptorLimit(for: maxConnections)
-            let host = try HostSockets(path: udsPath)
-            return try VsockDevice(guestCID: guestCid, host: host, options: options, logger: logger)
+            let host = try HostSockets(path: udsPath ?? "")
+            return try VsockDevice(guestCID: guestCid ?? 0, host: host, options: options, logger: logger)
         }
     }
 }

@@ -1,8 +1,9 @@
 // vhost-user-vsock in a real guest, the custom kernel's built-in vsock and virtio transport. One boot
 // under the installed QEMU's vhost-user-vsock-pci checks both directions of 64 MiB with an echo and
-// SEQPACKET boundaries both ways. QEMU's vhost-user-vsock-pci cannot reconnect (with reconnect-ms its
-// realize finds the socket not yet connected: "Failed to set msg fds"), so the restart is checked in a
-// second boot through the generic vhost-user-device-pci (scripts/prepare-qemu), which can.
+// SEQPACKET boundaries both ways. A daemon restart is not checked here: QEMU 10's vhost-user-vsock-pci
+// (and its generic vhost-user-device-pci) do not wait for a reconnect-ms chardev to connect at realize
+// ("Failed to set msg fds", vhost_backend_init fails), so QEMU cannot be started for it; DaemonTests'
+// VsockDaemonTests restart the daemon process under the fake front-end instead.
 
 import Foundation
 import GuestBed
@@ -23,14 +24,6 @@ struct VsockGuestTests {
         echo @@listening
         read -r reply <&3
         wait
-        """
-
-    static let restartScript = """
-        set -e
-        vsock-tool retry 2 5002 30000 | sed 's/^retry/before/'
-        echo @@restart
-        read -r reply <&3
-        vsock-tool retry 2 5002 60000
         """
 
     @Test func guestStreamsAndSeqpacket() throws {
@@ -78,30 +71,6 @@ struct VsockGuestTests {
         #expect(values["guestseq.ok"] == "13" && values["guestseq.bad"] == "0")
         #expect(outcome.get("hostseq.ok") == "13")
         print("vsock guest test: \(seconds) s in all; guest exchange of 64 MiB each way: \(values["exchange.ms"] ?? "?") ms")
-    }
-
-    @Test func newConnectionAfterDaemonRestart() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vsock-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let uds = "\(dir)/v.sock"
-        let server = try HostEchoServer(path: "\(uds)_5002", type: Int32(SOCK_STREAM.rawValue), name: "host5002", outcome: HostOutcome())
-        defer { server.stop() }
-        let daemon = GuestDaemon(executable: "vhost-user-vsock", arguments: ["--guest-cid", "3", "--uds-path", uds],
-                                 qemuDevice: "vhost-user-device-pci", qemuDeviceOptions: ",virtio-id=19,num_vqs=3,config_size=8",
-                                 qemuChardevOptions: ",reconnect-ms=500")
-        let result = try GuestTestBed.run(
-            daemons: [daemon], modules: [], script: Self.restartScript, timeout: .seconds(300),
-            machine: GuestMachine(kernel: .custom, emulator: .genericDevice), tools: ["vsock-tool"],
-            hostAction: { control in
-                try control.waitForLine("@@restart", timeout: .seconds(120))
-                try control.restartDaemon(0)
-                try control.send("restarted")
-                _ = try control.waitForLine(timeout: .seconds(120)) { $0.hasPrefix("retry.reply=") }
-            })
-        #expect(result.status == 0, "guest output:\n\(result.output)")
-        #expect(result.values["before.reply"] == "ping")
-        #expect(result.values["retry.reply"] == "ping", "after the daemon was killed and restarted")
     }
 }
 
