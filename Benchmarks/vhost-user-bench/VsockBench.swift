@@ -72,7 +72,7 @@ final class VsockBenchDevice {
         let device = try VsockDevice(guestCID: 3, host: HostSockets(path: path), options: options)
         let size = max(16, (depth * 2).nextPowerOfTwo)
         let packet = message + VirtioVsock.headerSize
-        let fixture = try DeviceFixture(device, queueSizes: [size, size, 16], memorySize: packet * depth * 2 + (4 << 20))
+        let fixture = try DeviceFixture(device, queueSizes: [size, size, 16], memorySize: ((packet * depth * 2 + 4095) & ~4095) + (4 << 20))
         self.fixture = fixture
         let memory = fixture.memory
         rxBuffers = (0..<depth).map { _ in memory.allocate(packet, alignment: 4096) }

@@ -142,7 +142,13 @@ extension VsockHandler {
         guard connection.guestShutdown & VirtioVsock.shutdownSend == 0 else {
             return resetAndRefuse(connection, header, "data after SHUTDOWN(SEND)")
         }
-        _ = connection.toHost.append(from: &payload, upTo: length)
+        var sent = 0
+        if connection.type == .stream, connection.toHost.isEmpty, let fd = connection.socket?.rawValue {
+            // Nothing queued before it: straight from guest memory to the socket, the rest queued.
+            sent = payload.drain(upTo: length) { piece in max(0, send(fd, piece.baseAddress, piece.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))) }
+            connection.fwdCnt &+= UInt32(sent)
+        }
+        _ = connection.toHost.append(from: &payload, upTo: length - sent)
         if connection.type == .seqpacket {
             connection.partialMessage += length
             if header.flags & VirtioVsock.seqEOM != 0 {

@@ -24,7 +24,11 @@ struct VsockCommand: ParsableCommand {
             at most --buffer-bytes of guest data for a slow host reader (the guest is throttled by credit), \
             and host data is read only as fast as the guest's credit allows. When a front-end connects again \
             (a VMM or daemon restart), the guest gets a transport reset and every host socket of the previous \
-            connection is closed. See vhost-user-devices(7) for the options every daemon shares.
+            connection is closed. Several VMs can share one daemon: each --vm (or line of --config FILE) \
+            guest-cid=N,socket=PATH,uds-path=PATH[,group=NAME] gets its own vhost-user socket and host side, \
+            and guests of the same group connect to each other by CID (VM to VM, through the daemon); then \
+            --socket-path, --fd, socket activation and --guest-cid/--uds-path are not used. See \
+            vhost-user-devices(7) for the options every daemon shares.
             """)
 
     @OptionGroup var daemon: DaemonOptions
@@ -44,12 +48,26 @@ struct VsockCommand: ParsableCommand {
     @Flag(name: .long, help: "Do not offer SEQPACKET sockets.")
     var noSeqpacket = false
 
+    @Option(name: .customLong("vm"), help: ArgumentHelp(
+        "A VM of a multi-VM daemon: guest-cid=N,socket=PATH,uds-path=PATH[,group=NAME] (repeatable).", valueName: "spec"))
+    var vms: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("A file of VM specs as --vm takes them, one per line (# comments).", valueName: "path"))
+    var config: String?
+
     func validate() throws {
         if daemon.printCapabilities { return }
-        guard let guestCid, let udsPath else { throw ValidationError("--guest-cid and --uds-path are required") }
-        guard VirtioVsock.isValidGuestCID(guestCid) else { throw ValidationError("--guest-cid: from 3 to 4294967294") }
         guard bufferBytes >= 4096, bufferBytes <= 64 << 20 else { throw ValidationError("--buffer-bytes: from 4096 to 64 MiB") }
         guard maxConnections >= 1, maxConnections <= 1 << 20 else { throw ValidationError("--max-connections: from 1 to 1048576") }
+        if !vms.isEmpty || config != nil {
+            guard guestCid == nil, udsPath == nil, daemon.socketPath == nil, daemon.fd == nil else {
+                throw ValidationError("--vm and --config replace --guest-cid, --uds-path, --socket-path and --fd")
+            }
+            do { try VsockVMSpec.validate(try vmSpecs()) } catch { throw ValidationError("\(error)") }
+            return
+        }
+        guard let guestCid, let udsPath else { throw ValidationError("--guest-cid and --uds-path are required") }
+        guard VirtioVsock.isValidGuestCID(guestCid) else { throw ValidationError("--guest-cid: from 3 to 4294967294") }
         guard udsPath.utf8.count + 11 <= UnixListener.maxPathBytes else { throw ValidationError("--uds-path: too long for PATH_PORT unix socket paths") }
     }
 
@@ -59,12 +77,33 @@ struct VsockCommand: ParsableCommand {
         "connect", "socketpair", "sendto", "recvfrom", "sendmsg", "shutdown", "fcntl", "accept",
     ])
 
+    /// The VMs of --vm and --config.
+    func vmSpecs() throws -> [VsockVMSpec] {
+        var specs = try vms.map { try VsockVMSpec.parse($0) }
+        if let config { specs += try VsockVMSpec.load(path: config) }
+        guard !specs.isEmpty else { throw ValidationError("--config \(config ?? ""): no VM") }
+        return specs
+    }
+
     func run() throws {
         var options = VsockDevice.Options()
         options.bufferBytes = bufferBytes
         options.maxConnections = maxConnections
         options.seqpacket = !noSeqpacket
         let logger = Logger(label: Self.identity.name)
+        if !vms.isEmpty || config != nil {
+            let specs = try vmSpecs()
+            runDaemons(Self.identity, options: daemon) {
+                raiseDescriptorLimit(for: maxConnections * specs.count)
+                var hubs: [String: VsockHub] = [:]
+                return try specs.map { spec in
+                    let hub = spec.group.map { name in hubs[name] ?? { let h = VsockHub(); hubs[name] = h; return h }() }
+                    let device = try VsockDevice(guestCID: spec.guestCID, host: HostSockets(path: spec.udsPath), hub: hub,
+                                                 options: options, logger: logger)
+                    return (spec.socket, device)
+                }
+            }
+        }
         runDaemon(Self.identity, options: daemon) {
             raiseDescriptorLimit(for: maxConnections)
             let host = try HostSockets(path: udsPath ?? "")

@@ -37,9 +37,11 @@ struct VsockDaemonTests {
     /// A front-end with rx, tx and event buffers offered; returns it and the packets it got so far.
     final class Guest {
         let connected: ConnectedFrontend
+        let cid: UInt64
         var rxBuffers: [UInt16: UInt64] = [:]
         var eventBuffers: [UInt16: UInt64] = [:]
-        init(socket: String) throws {
+        init(socket: String, cid: UInt64 = 3) throws {
+            self.cid = cid
             connected = try ConnectedFrontend(socketPath: socket, queueSizes: [64, 64, 16])
             _ = try connected.frontend.getQueueNum()
             for _ in 0..<16 { let b = connected.memory.allocate(4096); rxBuffers[connected.queues[0].submit([.writable(b, 4096)])] = b }
@@ -47,8 +49,8 @@ struct VsockDaemonTests {
             connected.queues[0].notifyDevice()
             connected.queues[2].notifyDevice()
         }
-        func send(_ op: VirtioVsock.Op, port: UInt32, to peer: UInt32, payload: [UInt8] = []) {
-            let header = VsockHeader(srcCID: 3, dstCID: 2, srcPort: port, dstPort: peer, type: .stream, op: op,
+        func send(_ op: VirtioVsock.Op, port: UInt32, to peer: UInt32, cid peerCID: UInt64 = 2, payload: [UInt8] = []) {
+            let header = VsockHeader(srcCID: cid, dstCID: peerCID, srcPort: port, dstPort: peer, type: .stream, op: op,
                                      length: UInt32(payload.count), bufAlloc: 65536, fwdCnt: 0)
             let b = connected.memory.allocate(44 + payload.count)
             connected.memory.write(header.bytes + payload, at: b)
@@ -101,5 +103,38 @@ struct VsockDaemonTests {
         #expect(try guest.packet().0.operation == .response)
         _ = try listener.accept()
         #expect(daemon.standardError.contains("SIGSYS") == false, "\(daemon.diagnostics)")
+    }
+
+    @Test("--vm twice with one group: two vhost-user sockets in one daemon, and guest 3 reaches guest 4's port")
+    func twoVMsInOneGroup() throws {
+        let tmp = try TemporaryDirectory()
+        let config = "\(tmp.path)/vms.conf"
+        let text = "# two guests\nguest-cid=4,socket=\(tmp.path)/b.sock,uds-path=\(tmp.path)/b,group=g\n"
+        #expect(FileManager.default.createFile(atPath: config, contents: Data(text.utf8)))
+        let daemon = try DaemonProcess(product: "vhost-user-vsock", ["--vm", "guest-cid=3,socket=\(tmp.path)/a.sock,uds-path=\(tmp.path)/a,group=g",
+                                                                     "--config", config])
+        defer { daemon.stop() }
+        try daemon.waitForStandardError(containing: "listening on \(tmp.path)/b.sock")
+        try daemon.waitForStandardError(containing: "listening on \(tmp.path)/a.sock")
+        let a = try Guest(socket: "\(tmp.path)/a.sock", cid: 3)
+        let b = try Guest(socket: "\(tmp.path)/b.sock", cid: 4)
+        a.send(.request, port: 30, to: 40, cid: 4)
+        let request = try b.packet().0
+        #expect(request.operation == .request && request.srcCID == 3 && request.srcPort == 30 && request.dstPort == 40)
+        b.send(.response, port: 40, to: 30, cid: 3)
+        #expect(try a.packet().0.operation == .response)
+        a.send(.rw, port: 30, to: 40, cid: 4, payload: Array("vm to vm".utf8))
+        let (header, payload) = try b.packet()
+        #expect(header.operation == .rw && String(decoding: payload, as: UTF8.self) == "vm to vm")
+    }
+
+    @Test("VM specs: every key, and the mistakes refused")
+    func vmSpecs() throws {
+        #expect(try VsockVMSpec.parse("guest-cid=3,socket=/s,uds-path=/u,group=g") == VsockVMSpec(guestCID: 3, socket: "/s", udsPath: "/u", group: "g"))
+        for bad in ["guest-cid=2,socket=/s,uds-path=/u", "socket=/s,uds-path=/u", "guest-cid=3,socket=/s,uds-path=/u,color=red", "guest-cid=3,socket"] {
+            #expect(throws: VsockVMSpec.ParseError.self, "\(bad)") { try VsockVMSpec.parse(bad) }
+        }
+        let twice = [VsockVMSpec(guestCID: 3, socket: "/a", udsPath: "/a", group: nil), VsockVMSpec(guestCID: 3, socket: "/b", udsPath: "/b", group: nil)]
+        #expect(throws: VsockVMSpec.ParseError.self) { try VsockVMSpec.validate(twice) }
     }
 }
