@@ -10,6 +10,8 @@
 //                                              echoing bytes (stream) or messages (seqpacket)
 //   vsock-tool retry CID PORT MS              connect (stream) until it works or MS pass; sends "ping",
 //                                              prints retry.reply=... from the echo
+//   vsock-tool probe CID PORT                 prints the guest's own CID (cid=N) and how a connect to
+//                                              CID:PORT ends (connect=ok|refused|errno N)
 //
 // The pattern: byte i of a stream is (i * 31 + (i >> 8) + 7) & 0xff. Sums are FNV-1a 64.
 #include <errno.h>
@@ -19,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -153,12 +156,25 @@ static int retry(unsigned cid, unsigned port, long long ms) {
     return 0;
 }
 
+static int probe(unsigned cid, unsigned port) {
+    int dev = open("/dev/vsock", O_RDONLY | O_CLOEXEC);
+    unsigned local = 0;
+    if (dev < 0 || ioctl(dev, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &local) < 0) return fail("IOCTL_VM_SOCKETS_GET_LOCAL_CID");
+    printf("cid=%u\n", local);
+    int fd = vsock_connect(cid, port, SOCK_STREAM);
+    if (fd >= 0) { printf("connect=ok\n"); close(fd); }
+    else if (errno == ECONNRESET || errno == ECONNREFUSED) printf("connect=refused\n");
+    else printf("connect=errno %d\n", errno);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc >= 5 && strcmp(argv[1], "exchange") == 0) return exchange((unsigned)atoi(argv[2]), (unsigned)atoi(argv[3]), strtoull(argv[4], NULL, 10));
     if (argc >= 4 && strcmp(argv[1], "seqcheck") == 0) return seqcheck((unsigned)atoi(argv[2]), (unsigned)atoi(argv[3]));
     if (argc >= 5 && strcmp(argv[1], "echo") == 0)
         return echo((unsigned)atoi(argv[2]), strcmp(argv[3], "seqpacket") == 0 ? SOCK_SEQPACKET : SOCK_STREAM, atoi(argv[4]));
     if (argc >= 5 && strcmp(argv[1], "retry") == 0) return retry((unsigned)atoi(argv[2]), (unsigned)atoi(argv[3]), atoll(argv[4]));
-    fprintf(stderr, "usage: vsock-tool exchange CID PORT BYTES | seqcheck CID PORT | echo PORT stream|seqpacket N | retry CID PORT MS\n");
+    if (argc >= 4 && strcmp(argv[1], "probe") == 0) return probe((unsigned)atoi(argv[2]), (unsigned)atoi(argv[3]));
+    fprintf(stderr, "usage: vsock-tool exchange CID PORT BYTES | seqcheck CID PORT | echo PORT stream|seqpacket N | retry CID PORT MS | probe CID PORT\n");
     return 2;
 }
