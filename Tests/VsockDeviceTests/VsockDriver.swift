@@ -190,18 +190,6 @@ func removeSockets(_ path: String, ports: [UInt32] = []) {
     for port in ports { unlink("\(path)_\(port)") }
 }
 
-/// Reads what is there on a non-blocking socket (up to `limit` bytes).
-func readAvailable(_ fd: Int32, limit: Int = 1 << 20) -> [UInt8] {
-    var out: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while out.count < limit {
-        let n = recv(fd, &chunk, min(chunk.count, limit - out.count), Int32(MSG_DONTWAIT))
-        if n <= 0 { break }
-        out += chunk[0..<n]
-    }
-    return out
-}
-
 /// recv's raw result on a non-blocking socket: >0 bytes, 0 end of file, -errno.
 func peekState(_ fd: Int32) -> Int {
     var byte: UInt8 = 0
