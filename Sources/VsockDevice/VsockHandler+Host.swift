@@ -182,6 +182,11 @@ extension VsockHandler {
     func acceptClients(type: VirtioVsock.SocketType, _ group: QueueGroup) {
         guard let host = device.host, let listener = type == .stream ? host.streamListener : host.seqpacketListener else { return }
         while let socket = HostSockets.accept(listener) {
+            // Programs that have not sent their line yet hold descriptors too: as many as connections.
+            guard table.clients.count < device.options.maxConnections else {
+                logger.warning("guest \(guestCID): \(table.clients.count) host programs wait to send CONNECT; one more refused")
+                continue
+            }
             let client = HostClient(socket: socket, type: type)
             guard let watch = try? group.watch(socket.rawValue, for: .readable) else { continue }
             client.watch = watch
