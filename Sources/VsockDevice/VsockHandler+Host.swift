@@ -195,13 +195,21 @@ extension VsockHandler {
         }
     }
 
-    /// Reads a host program's `CONNECT <port>\n`; once whole, sends REQUEST to the guest's port.
+    /// Reads a host program's `CONNECT <port>\n`; once whole, sends REQUEST to the guest's port. A
+    /// stream is peeked first and taken only up to the newline: bytes the program sends right after
+    /// the line belong to the connection.
     func readConnectLine(_ client: HostClient, _ group: QueueGroup) {
+        let fd = client.socket.rawValue
         let room = HostClient.maxLine - client.line.count
-        let n = scratch.withUnsafeMutableBytes { recv(client.socket.rawValue, $0.baseAddress, min(room, $0.count), Int32(MSG_DONTWAIT)) }
+        let stream = client.type == .stream
+        var n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, min(room, $0.count), Int32(MSG_DONTWAIT) | (stream ? Int32(MSG_PEEK) : 0)) }
         if n < 0, errno == EAGAIN || errno == EWOULDBLOCK { return }
+        if n > 0, stream {
+            if let newline = scratch[0..<n].firstIndex(of: UInt8(ascii: "\n")) { n = newline + 1 }
+            n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, n, Int32(MSG_DONTWAIT)) }
+        }
         if n > 0 { client.line += scratch[0..<n] }
-        let complete = client.line.last == UInt8(ascii: "\n") || client.type == .seqpacket && n > 0
+        let complete = client.line.last == UInt8(ascii: "\n") || !stream && n > 0
         guard complete || (n > 0 && client.line.count < HostClient.maxLine) else {
             dropClient(client)  // closed, failed, or a line too long
             return

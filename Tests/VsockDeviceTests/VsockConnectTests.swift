@@ -80,6 +80,21 @@ struct VsockConnectTests {
         #expect(data.payload == [1, 2, 3])
     }
 
+    @Test("Bytes a host program sends right after its CONNECT line reach the guest once it accepted")
+    func dataRightAfterConnect() throws {
+        let bench = try Bench()
+        defer { bench.cleanUp() }
+        let driver = bench.driver
+        let host = try connectHost(bench.path)
+        #expect(sendAll(host.rawValue, Array("CONNECT 56\nearly bytes".utf8)))
+        let request = try #require(driver.expect(.request, port: 56))
+        driver.send(.response, port: 56, to: request.header.srcPort)
+        var got: [UInt8] = []
+        #expect(driver.turn { got += driver.received().filter { $0.op == .rw }.flatMap(\.payload); return got.count >= 11 })
+        #expect(String(decoding: got, as: UTF8.self) == "early bytes")
+        #expect(String(decoding: readAvailable(host.rawValue), as: UTF8.self) == "OK \(request.header.srcPort)\n")
+    }
+
     @Test("Host CONNECT to a port the guest refuses: the host socket is closed without OK")
     func hostRefused() throws {
         let bench = try Bench()
