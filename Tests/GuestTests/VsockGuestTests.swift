@@ -74,6 +74,70 @@ struct VsockGuestTests {
     }
 }
 
+extension VsockGuestTests {
+    static let peerTotal = 4 << 20
+
+    /// Guest A (CID 3) echoes one stream and one SEQPACKET connection from its peer.
+    static let listenerScript = """
+        set -e
+        vsock-tool echo 7000 stream 1 &
+        vsock-tool echo 7001 seqpacket 1 &
+        wait
+        """
+    /// Guest B (CID 4) reaches A's listeners once A is listening.
+    static let connectorScript = """
+        set -e
+        read -r go <&3
+        vsock-tool exchange 3 7000 \(peerTotal)
+        vsock-tool seqcheck 3 7001
+        """
+
+    /// Two guests of one group of one daemon (`--vm` twice) run at the same time; B connects to A's
+    /// CID: 4 MiB each way through A's stream echo, SEQPACKET 1 B to 64 KiB through its seqpacket echo.
+    @Test func twoGuestsOfOneGroupTalk() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vsock-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let socketB = "\(dir)/b.sock"
+        // Guest A's run starts the daemon of both VMs; guest B's QEMU attaches to B's socket of it.
+        let daemon = GuestDaemon(
+            command: ["\(GuestTestBed.binaryDirectory)/vhost-user-vsock",
+                      "--vm", "guest-cid=3,socket={socket},uds-path=\(dir)/a.vsock,group=pair",
+                      "--vm", "guest-cid=4,socket=\(socketB),uds-path=\(dir)/b.vsock,group=pair"],
+            readinessLine: "listening on {socket}", qemuDevice: "vhost-user-vsock-pci")
+        let aListens = DispatchSemaphore(value: 0)
+        let started = ContinuousClock.now
+        let results = try GuestTestBed.runTogether([
+            GuestRun(daemons: [daemon], modules: [], script: Self.listenerScript, timeout: .seconds(120),
+                     machine: .customKernel, tools: ["vsock-tool"],
+                     hostAction: { control in
+                         // Each echo prints echo.listening=PORT once it listens.
+                         for _ in 0..<2 {
+                             try control.waitForLine(timeout: .seconds(100)) { $0.hasPrefix("echo.listening=") }
+                         }
+                         aListens.signal()
+                     }),
+            GuestRun(daemons: [GuestDaemon(listeningOn: socketB, qemuDevice: "vhost-user-vsock-pci")], modules: [],
+                     script: Self.connectorScript, timeout: .seconds(120), machine: .customKernel, tools: ["vsock-tool"],
+                     hostAction: { control in
+                         guard aListens.wait(timeout: .now() + 100) == .success else {
+                             throw GuestTestBedError("guest A never listened")
+                         }
+                         try control.send("go")
+                     }),
+        ])
+        let seconds = (ContinuousClock.now - started).components.seconds
+        let (a, b) = (results[0], results[1])
+        #expect(a.status == 0, "guest A output:\n\(a.output)")
+        #expect(b.status == 0, "guest B output:\n\(b.output)\ndaemon log:\n\(a.daemonLogs[0])")
+        // B sent the pattern, A echoed it, B read back every byte in order.
+        #expect(b.values["echo.bytes"] == "\(Self.peerTotal)")
+        #expect(b.values["sent.fnv"] != nil && b.values["sent.fnv"] == b.values["echo.fnv"])
+        #expect(b.values["seq.ok"] == "13" && b.values["seq.bad"] == "0")
+        print("vsock two guests: \(seconds) s in all; 4 MiB each way between guests: \(b.values["exchange.ms"] ?? "?") ms")
+    }
+}
+
 enum HostSocketsPaths {
     static func seqpacket(_ path: String) -> String { path + ".seqpacket" }
 }
