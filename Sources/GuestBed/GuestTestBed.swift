@@ -134,7 +134,13 @@ public enum GuestTestBed {
             "-kernel", kernel, "-initrd", initramfs,
             "-append", "console=ttyS0 panic=-1",
         ]
+        // A QMP socket for the host action (`GuestControl.qmpSocket`).
+        arguments += ["-qmp", "unix:\(tmp)/qmp.sock,server=on,wait=off"]
         for (index, daemon) in daemons.enumerated() {
+            if daemon.hotplugged {
+                arguments += ["-device", "pcie-root-port,id=\(GuestControl.hotplugPort(index)),chassis=\(index + 1)"]
+                continue
+            }
             arguments += [
                 "-chardev", "socket,id=c\(index),path=\(running.sockets[index])\(daemon.qemuChardevOptions)",
                 "-device", "\(daemon.qemuDevice),chardev=c\(index)\(daemon.qemuDeviceOptions)",
@@ -146,7 +152,8 @@ public enum GuestTestBed {
         let qemuLogPath = "\(tmp)/qemu.log"
         let exit = try runQEMU(qemuPath, arguments: arguments, logPath: qemuLogPath, timeout: timeout) { qemuProcess in
             guard let hostAction, let watcher else { return nil }
-            return HostActionThread.start(hostAction, GuestControl(daemons: running, output: watcher, inputPath: "\(inputPath).in")) {
+            return HostActionThread.start(hostAction, GuestControl(
+                daemons: running, output: watcher, inputPath: "\(inputPath).in", qmpSocket: "\(tmp)/qmp.sock")) {
                 qemuProcess.kill(SIGKILL)
             }
         } afterExit: { action in

@@ -10,6 +10,9 @@
 //                                              echoing bytes (stream) or messages (seqpacket)
 //   vsock-tool retry CID PORT MS              connect (stream) until it works or MS pass; sends "ping",
 //                                              prints retry.reply=... from the echo
+//   vsock-tool hold CID PORT                  connect (stream), check one "ping" echo, print
+//                                              hold.connected=1, then how the connection ends:
+//                                              hold.after=reset|eof|timeout (60 s)|data|error
 //   vsock-tool probe CID PORT                 prints the guest's own CID (cid=N) and how a connect to
 //                                              CID:PORT ends (connect=ok|refused|errno N)
 //
@@ -23,6 +26,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/vm_sockets.h>
@@ -156,6 +160,25 @@ static int retry(unsigned cid, unsigned port, long long ms) {
     return 0;
 }
 
+/* Connects, checks that "ping" comes back, prints hold.connected=1, then waits up to 60 s for what
+   comes next: hold.after=reset (ECONNRESET, e.g. a transport reset), eof, timeout, data or an error. */
+static int hold(unsigned cid, unsigned port) {
+    int fd = vsock_connect(cid, port, SOCK_STREAM);
+    if (fd < 0) return fail("connect");
+    char buf[16] = { 0 };
+    if (send(fd, "ping", 4, MSG_NOSIGNAL) != 4 || recv(fd, buf, 4, MSG_WAITALL) != 4 || memcmp(buf, "ping", 4) != 0)
+        return fail("ping");
+    printf("hold.connected=1\n");
+    fflush(stdout);
+    struct timeval timeout = { .tv_sec = 60 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    ssize_t r = recv(fd, buf, sizeof(buf), 0);
+    const char *what = r > 0 ? "data" : r == 0 ? "eof" : errno == EAGAIN ? "timeout" : errno == ECONNRESET ? "reset" : strerror(errno);
+    printf("hold.after=%s\n", what);
+    close(fd);
+    return 0;
+}
+
 static int probe(unsigned cid, unsigned port) {
     int dev = open("/dev/vsock", O_RDONLY | O_CLOEXEC);
     unsigned local = 0;
@@ -174,7 +197,8 @@ int main(int argc, char **argv) {
     if (argc >= 5 && strcmp(argv[1], "echo") == 0)
         return echo((unsigned)atoi(argv[2]), strcmp(argv[3], "seqpacket") == 0 ? SOCK_SEQPACKET : SOCK_STREAM, atoi(argv[4]));
     if (argc >= 5 && strcmp(argv[1], "retry") == 0) return retry((unsigned)atoi(argv[2]), (unsigned)atoi(argv[3]), atoll(argv[4]));
+    if (argc >= 4 && strcmp(argv[1], "hold") == 0) return hold((unsigned)atoi(argv[2]), (unsigned)atoi(argv[3]));
     if (argc >= 4 && strcmp(argv[1], "probe") == 0) return probe((unsigned)atoi(argv[2]), (unsigned)atoi(argv[3]));
-    fprintf(stderr, "usage: vsock-tool exchange CID PORT BYTES | seqcheck CID PORT | echo PORT stream|seqpacket N | retry CID PORT MS | probe CID PORT\n");
+    fprintf(stderr, "usage: vsock-tool exchange CID PORT BYTES | seqcheck CID PORT | echo PORT stream|seqpacket N | retry CID PORT MS | hold CID PORT | probe CID PORT\n");
     return 2;
 }
