@@ -1,9 +1,8 @@
-// vhost-user-vsock in a real guest, the custom kernel's built-in vsock and virtio transport. One boot
-// under the installed QEMU's vhost-user-vsock-pci checks both directions of 64 MiB with an echo and
-// SEQPACKET boundaries both ways. A daemon restart is not checked here: QEMU 10's vhost-user-vsock-pci
-// (and its generic vhost-user-device-pci) do not wait for a reconnect-ms chardev to connect at realize
-// ("Failed to set msg fds", vhost_backend_init fails), so QEMU cannot be started for it; DaemonTests'
-// VsockDaemonTests restart the daemon process under the fake front-end instead.
+// vhost-user-vsock in real guests. One boot of the custom kernel (built-in vsock and virtio
+// transport) under the installed QEMU's vhost-user-vsock-pci checks both directions of 64 MiB with an
+// echo and SEQPACKET boundaries both ways; two such guests of one daemon's group, booted together, talk
+// to each other; and a Debian guest under the generic-device QEMU keeps working across a daemon's
+// SIGKILL and restart (the device hotplugged over QMP: QEMU 10 cannot reconnect it, see that test).
 
 import Foundation
 import GuestBed
