@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "GPIODevice", targets: ["GPIODevice"]),
         .library(name: "InputDevice", targets: ["InputDevice"]),
         .library(name: "ConsoleDevice", targets: ["ConsoleDevice"]),
+        .library(name: "VsockDevice", targets: ["VsockDevice"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
         .executable(name: "vhost-user-i2c", targets: ["vhost-user-i2c"]),
@@ -22,6 +23,7 @@ let package = Package(
         .executable(name: "vhost-user-gpio", targets: ["vhost-user-gpio"]),
         .executable(name: "vhost-user-input", targets: ["vhost-user-input"]),
         .executable(name: "vhost-user-console", targets: ["vhost-user-console"]),
+        .executable(name: "vhost-user-vsock", targets: ["vhost-user-vsock"]),
         .executable(name: "vhost-user-bench", targets: ["vhost-user-bench"]),
         .executable(name: "vhost-user-blk-bench", targets: ["vhost-user-blk-bench"]),
         .executable(name: "vhost-user-input-bench", targets: ["vhost-user-input-bench"]),
@@ -116,6 +118,12 @@ let package = Package(
             name: "vhost-user-console",
             dependencies: ["ConsoleDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // virtio-vsock: guest sockets to host unix sockets and to other guests.
+        .target(name: "VsockDevice", dependencies: ["VhostUserKit", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(
+            name: "vhost-user-vsock",
+            dependencies: ["VsockDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "vhost-user-rng",
             dependencies: ["RNGDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -135,7 +143,7 @@ let package = Package(
         // Benchmarks (not tests): throughput through the fake frontend.
         .executableTarget(
             name: "vhost-user-bench",
-            dependencies: ["BenchmarkSupport", "VhostUserTesting", "VhostUserKit", "RNGDevice", "I2CDevice", "GPIODevice", "ConsoleDevice", "BlockDevice"],
+            dependencies: ["BenchmarkSupport", "VhostUserTesting", "VhostUserKit", "RNGDevice", "I2CDevice", "GPIODevice", "ConsoleDevice", "BlockDevice", "VsockDevice"],
             path: "Benchmarks/vhost-user-bench"
         ),
         // What the benchmark executables share: their options and clock.
@@ -162,7 +170,7 @@ let package = Package(
         // scripts/soak: every daemon executable under random load and random front-end disconnects.
         .executableTarget(
             name: "vhost-user-soak",
-            dependencies: ["VhostUserTesting", "VhostUserKit", "BlockDevice",
+            dependencies: ["VhostUserTesting", "VhostUserKit", "BlockDevice", "VsockDevice",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Crypto", package: "swift-crypto")],
             path: "Soak/vhost-user-soak"
@@ -178,7 +186,7 @@ let package = Package(
         // the real engines the network-storage tests of vhost-user-blk run against.
         .target(name: "NetworkStorageBed", dependencies: ["GuestBed", "SystemdBed", "VhostUserKit"]),
         // scripts/demo: vhost-user-rng serving a guest's /dev/hwrng.
-        .executableTarget(name: "vhost-user-demo", dependencies: ["GuestBed"]),
+        .executableTarget(name: "vhost-user-demo", dependencies: ["GuestBed", "VhostUserKit"]),
 
         .testTarget(name: "VhostUserKitTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CVhostUser"]),
         .testTarget(name: "BlockDeviceTests", dependencies: ["BlockDevice", "VhostUserKit", "VhostUserTesting", "NetworkStorageBed"]),
@@ -189,8 +197,9 @@ let package = Package(
         .testTarget(name: "InputDeviceTests", dependencies: ["InputDevice", "CInput", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "RNGDeviceTests", dependencies: ["RNGDevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "I2CDeviceTests", dependencies: ["I2CDevice", "CI2C", "VhostUserKit", "VhostUserTesting"]),
+        .testTarget(name: "VsockDeviceTests", dependencies: ["VsockDevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "ConsoleDeviceTests", dependencies: ["ConsoleDevice", "CConsole", "VhostUserKit", "VhostUserTesting"]),
-        .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CConsole", "NetworkStorageBed",
+        .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CConsole", "NetworkStorageBed", "VsockDevice",
                                                        .product(name: "Crypto", package: "swift-crypto")]),
         // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
         .testTarget(name: "GuestTests", dependencies: ["GuestBed", "VhostUserKit", "NetworkStorageBed"]),

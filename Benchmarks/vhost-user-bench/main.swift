@@ -5,6 +5,7 @@
 //   vhost-user-bench gpio [--iterations N]
 //   vhost-user-bench console [--seconds S] [--buffer BYTES] [--depth N]
 //   vhost-user-bench blk-log [--seconds S] [--depth N] [--rounds N] [--file PATH] [--size-mib N]
+//   vhost-user-bench vsock [--seconds S] [--message BYTES] [--depth N]
 import RNGDevice
 import BenchmarkSupport
 import VhostUserKit
@@ -85,11 +86,14 @@ case "console":
     try runConsoleBench(Arguments(args.dropFirst(2)))
 case "blk-log":
     try runBlockDirtyLogBench(Arguments(args.dropFirst(2)))
+case "vsock":
+    try runVsockBench(Arguments(args.dropFirst(2)))
 default:
     print("usage: vhost-user-bench rng [--seconds S] [--buffer BYTES] [--depth N] [--source PATH]")
     print("       vhost-user-bench i2c [--seconds S] [--length BYTES] [--depth N]")
     print("       vhost-user-bench gpio [--iterations N]")
     print("       vhost-user-bench console [--seconds S] [--buffer BYTES] [--depth N]")
     print("       vhost-user-bench blk-log [--seconds S] [--depth N] [--rounds N] [--file PATH] [--size-mib N]")
+    print("       vhost-user-bench vsock [--seconds S] [--message BYTES] [--depth N]")
     exit(2)
 }

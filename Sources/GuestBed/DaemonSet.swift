@@ -9,7 +9,7 @@ import Glibc
 /// Sendable by hand (@unchecked): its mutable state is only touched under `lock`.
 final class DaemonSet: @unchecked Sendable {
     private let lock = NSLock()
-    private let daemons: [GuestDaemon]
+    let daemons: [GuestDaemon]
     let sockets: [String]
     /// The current incarnation of each daemon; nil for one the set did not start.
     private var current: [RunningDaemon?] = []

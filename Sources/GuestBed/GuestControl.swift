@@ -23,11 +23,14 @@ public final class GuestControl: Sendable {
     private let daemons: DaemonSet
     private let output: OutputWatcher
     private let inputPath: String
+    /// QEMU's QMP socket, for a `QMPClient`.
+    public let qmpSocket: String
 
-    init(daemons: DaemonSet, output: OutputWatcher, inputPath: String) {
+    init(daemons: DaemonSet, output: OutputWatcher, inputPath: String, qmpSocket: String) {
         self.daemons = daemons
         self.output = output
         self.inputPath = inputPath
+        self.qmpSocket = qmpSocket
     }
 
     /// Sends `line` to the guest script, which reads it with `read -r VARIABLE <&3` (the guest's
@@ -81,6 +84,57 @@ public final class GuestControl: Sendable {
 
     /// What daemon `index` has printed so far, its restarted incarnations' output first.
     public func daemonLog(_ index: Int) -> String { daemons.logs[index] }
+
+    /// The PCIe root port the bed gives hotplugged daemon `index`.
+    static func hotplugPort(_ index: Int) -> String { "hotplug\(index)" }
+
+    /// Plugs hotplugged daemon `index` (`GuestDaemon.hotplugged`) into the running guest over QMP:
+    /// adds its socket chardev with the daemon's `qemuChardevOptions` (e.g. `,reconnect-ms=500`),
+    /// waits until the chardev is connected, then adds its device to its root port; the guest's
+    /// kernel finds it through PCI hotplug.
+    public func hotplugDaemon(_ index: Int, timeout: Duration = .seconds(30)) throws {
+        let daemon = daemons.daemons[index]
+        let qmp = try QMPClient(path: qmpSocket, timeout: timeout)
+        let chardev = "c\(index)"
+        try humanCommand(qmp, "chardev-add socket,id=\(chardev),path=\(daemons.sockets[index])\(daemon.qemuChardevOptions)")
+        let deadline = ContinuousClock.now + timeout
+        while !(try chardevConnected(qmp, chardev)) {
+            guard ContinuousClock.now < deadline else {
+                throw GuestTestBedError("chardev \(chardev) did not connect to \(daemons.sockets[index]) within \(timeout)")
+            }
+            usleep(20_000)
+        }
+        try humanCommand(
+            qmp, "device_add \(daemon.qemuDevice),id=d\(index),chardev=\(chardev),bus=\(Self.hotplugPort(index))\(daemon.qemuDeviceOptions)")
+    }
+
+    /// Unplugs what `hotplugDaemon(index)` plugged in: removes the device (the guest's kernel
+    /// releases it; QEMU reports DEVICE_DELETED) and then its chardev, so that it can be plugged
+    /// in again.
+    public func unplugDaemon(_ index: Int, timeout: Duration = .seconds(30)) throws {
+        let qmp = try QMPClient(path: qmpSocket, timeout: timeout)
+        try qmp.execute("device_del", ["id": "d\(index)"])
+        try qmp.waitForEvent("DEVICE_DELETED", timeout: timeout) { $0["device"] as? String == "d\(index)" }
+        try qmp.execute("chardev-remove", ["id": "c\(index)"])
+    }
+
+    /// Runs a monitor command line (its options as on QEMU's command line); its output is an error.
+    private func humanCommand(_ qmp: QMPClient, _ line: String) throws {
+        let output = try qmp.execute("human-monitor-command", ["command-line": line]) as? String ?? ""
+        guard output.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw GuestTestBedError("QEMU monitor: \(line): \(output)")
+        }
+    }
+
+    /// Whether QEMU's chardev `id` is connected (query-chardev names an unconnected socket
+    /// "disconnected:...").
+    private func chardevConnected(_ qmp: QMPClient, _ id: String) throws -> Bool {
+        let chardevs = try qmp.execute("query-chardev") as? [[String: Any]] ?? []
+        guard let filename = chardevs.first(where: { $0["label"] as? String == id })?["filename"] as? String else {
+            throw GuestTestBedError("QEMU has no chardev \(id)")
+        }
+        return !filename.hasPrefix("disconnected:")
+    }
 }
 
 /// The lines of a file that QEMU appends the guest's output to, as they arrive (inotify).

@@ -24,6 +24,11 @@ public struct GuestDaemon: Sendable {
     /// Appended to the `-chardev socket` option, e.g. `,reconnect-ms=500` so that QEMU reconnects
     /// to a daemon that `GuestControl.restartDaemon` restarts.
     public var qemuChardevOptions: String = ""
+    /// Whether QEMU starts without this daemon's device: the bed starts the daemon and gives the
+    /// guest an empty PCIe root port for it, and the host action plugs it in with
+    /// `GuestControl.hotplugDaemon` (a device whose realize needs a connected chardev can so use a
+    /// `reconnect-ms` one, which connects only after QEMU has started).
+    public var hotplugged = false
     /// The line on the daemon's stderr (or stdout) that says it is ready; `{socket}` is replaced.
     public var readinessLine: String = "listening on {socket}"
 

@@ -15,7 +15,8 @@
 // A daemon that someone else runs (a systemd socket unit, see Tests/SystemdTests) is attached with
 // `GuestDaemon(listeningOn: SOCKET, ...)`: the bed only connects QEMU to it.
 //
-// Guests run one at a time; a boot to the script takes about 3-4 s under TCG.
+// Guests run one at a time (`runTogether` boots several at once, e.g. guests that talk to each
+// other); a boot to the script takes about 3-4 s under TCG.
 
 import Foundation
 import Glibc
@@ -62,6 +63,39 @@ public enum GuestTestBed {
     ) throws -> GuestResult {
         guestLock.lock()
         defer { guestLock.unlock() }
+        return try boot(
+            GuestRun(daemons: daemons, modules: modules, script: script, timeout: timeout, cpus: cpus,
+                     machine: machine, tools: tools, hostAction: hostAction),
+            daemonsReady: {})
+    }
+
+    /// Boots `guests` at the same time (e.g. two guests of one vsock group that talk to each other),
+    /// each once the daemons of the guest before it are ready: a later guest can attach, with
+    /// `GuestDaemon(listeningOn:)`, to a daemon an earlier guest's run started. Returns the results
+    /// in order; throws the first guest's failure.
+    public static func runTogether(_ guests: [GuestRun]) throws -> [GuestResult] {
+        guestLock.lock()
+        defer { guestLock.unlock() }
+        let results = GuestResults(count: guests.count)
+        let finished = DispatchGroup()
+        for (index, guest) in guests.enumerated() {
+            let ready = DispatchSemaphore(value: 0)
+            finished.enter()
+            Thread.detachNewThread {
+                results.set(index, Result { try boot(guest, daemonsReady: { ready.signal() }) })
+                ready.signal()
+                finished.leave()
+            }
+            ready.wait()
+        }
+        finished.wait()
+        return try results.all.map { try $0!.get() }
+    }
+
+    /// One guest's run (see `run`), with `daemonsReady` called once its daemons are ready.
+    private static func boot(_ guest: GuestRun, daemonsReady: () -> Void) throws -> GuestResult {
+        let (daemons, modules, script, timeout) = (guest.daemons, guest.modules, guest.script, guest.timeout)
+        let (cpus, machine, tools, hostAction) = (guest.cpus, guest.machine, guest.tools, guest.hostAction)
         let start = ContinuousClock.now
 
         let (kernel, initramfsModules) = try machine.kernelAndModules(modules)
@@ -76,6 +110,7 @@ public enum GuestTestBed {
         let running = DaemonSet(daemons: daemons, directory: tmp)
         defer { running.stopAll() }
         try running.startAll(timeout: timeout)
+        daemonsReady()
 
         let nonce = UUID().uuidString
         let initramfs = "\(tmp)/initramfs.cpio"
@@ -99,7 +134,13 @@ public enum GuestTestBed {
             "-kernel", kernel, "-initrd", initramfs,
             "-append", "console=ttyS0 panic=-1",
         ]
+        // A QMP socket for the host action (`GuestControl.qmpSocket`).
+        arguments += ["-qmp", "unix:\(tmp)/qmp.sock,server=on,wait=off"]
         for (index, daemon) in daemons.enumerated() {
+            if daemon.hotplugged {
+                arguments += ["-device", "pcie-root-port,id=\(GuestControl.hotplugPort(index)),chassis=\(index + 1)"]
+                continue
+            }
             arguments += [
                 "-chardev", "socket,id=c\(index),path=\(running.sockets[index])\(daemon.qemuChardevOptions)",
                 "-device", "\(daemon.qemuDevice),chardev=c\(index)\(daemon.qemuDeviceOptions)",
@@ -111,7 +152,8 @@ public enum GuestTestBed {
         let qemuLogPath = "\(tmp)/qemu.log"
         let exit = try runQEMU(qemuPath, arguments: arguments, logPath: qemuLogPath, timeout: timeout) { qemuProcess in
             guard let hostAction, let watcher else { return nil }
-            return HostActionThread.start(hostAction, GuestControl(daemons: running, output: watcher, inputPath: "\(inputPath).in")) {
+            return HostActionThread.start(hostAction, GuestControl(
+                daemons: running, output: watcher, inputPath: "\(inputPath).in", qmpSocket: "\(tmp)/qmp.sock")) {
                 qemuProcess.kill(SIGKILL)
             }
         } afterExit: { action in

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// Where the front-end comes from.
-enum ListenEndpoint {
+enum ListenEndpoint: Sendable {
     /// A listening socket: accept front-ends one after another.
     case listener(UnixListener)
     /// An already connected socket (`--fd` of a connected socket): serve it once.

@@ -166,18 +166,6 @@ func temporaryPath(_ name: String) -> String {
     "/tmp/console-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))-\(name)"
 }
 
-/// Reads what is there on a non-blocking `fd` (up to `limit` bytes).
-func readAvailable(_ fd: Int32, limit: Int = 1 << 20) -> [UInt8] {
-    var out: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while out.count < limit {
-        let n = recv(fd, &chunk, min(chunk.count, limit - out.count), Int32(MSG_DONTWAIT))
-        if n <= 0 { break }
-        out += chunk[0..<n]
-    }
-    return out
-}
-
 /// Reads up to `limit` bytes from a non-socket descriptor that is non-blocking.
 func readFile(_ fd: Int32, limit: Int = 1 << 20) -> [UInt8] {
     var out: [UInt8] = []

@@ -50,7 +50,7 @@ struct UnitProfile: Sendable, CustomTestStringConvertible, CustomStringConvertib
     /// Every daemon with units in systemd/, with its profile.
     static let all: [UnitProfile] = Installation.daemons.map { known[$0] ?? generic($0) }
 
-    static let known: [String: UnitProfile] = [rng, blk, i2c, rpmb, gpio, input, console].reduce(into: [:]) { $0[$1.daemon] = $1 }
+    static let known: [String: UnitProfile] = [rng, blk, i2c, rpmb, gpio, input, console, vsock].reduce(into: [:]) { $0[$1.daemon] = $1 }
 
     /// Boots a container with the project installed and the instance `vm1` set up: its options
     /// file written, `setUp` run, `serviceDropIn` (when given) added to the service as a drop-in,

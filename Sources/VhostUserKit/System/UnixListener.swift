@@ -14,19 +14,20 @@ public final class UnixListener: Sendable {
     public static let maxPathBytes = 107
 
     /// Creates, binds and listens on `path`. A stale socket file left by a dead daemon is replaced;
-    /// a socket another process still listens on is not.
-    public init(path: String) throws(UnixSocketError) {
+    /// a socket another process still listens on is not. `type` is SOCK_STREAM or SOCK_SEQPACKET;
+    /// `backlog` how many connections may wait to be accepted.
+    public init(path: String, type: Int32 = Int32(SOCK_STREAM.rawValue), backlog: Int32 = 8) throws(UnixSocketError) {
         guard path.utf8.count <= Self.maxPathBytes else { throw .pathTooLong(path) }
-        if Self.isLiveSocket(path) { throw .inUse(path) }
+        if Self.isLiveSocket(path, type: type) { throw .inUse(path) }
         unlink(path)
-        let fd = OwnedDescriptor(Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
+        let fd = OwnedDescriptor(Glibc.socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue), 0))
         guard fd.rawValue >= 0 else { throw .system(SystemError("socket", errno: errno)) }
         var address = Self.address(path)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard bound == 0 else { throw .system(SystemError("bind \(path)", errno: errno)) }
-        guard listen(fd.rawValue, 8) == 0 else { throw .system(SystemError("listen \(path)", errno: errno)) }
+        guard listen(fd.rawValue, backlog) == 0 else { throw .system(SystemError("listen \(path)", errno: errno)) }
         self.path = path
         self.socket = fd
     }
@@ -47,10 +48,14 @@ public final class UnixListener: Sendable {
         }
     }
 
-    /// Connects to `path` (the front-end side, used by tests and benchmarks).
-    public static func connect(to path: String) throws(UnixSocketError) -> OwnedDescriptor {
+    /// Connects to `path` (the front-end side, used by tests and benchmarks; a device's host side). A
+    /// `nonBlocking` socket stays so, and fails with EAGAIN instead of waiting when the listener's
+    /// backlog is full.
+    public static func connect(to path: String, type: Int32 = Int32(SOCK_STREAM.rawValue),
+                               nonBlocking: Bool = false) throws(UnixSocketError) -> OwnedDescriptor {
         guard path.utf8.count <= maxPathBytes else { throw .pathTooLong(path) }
-        let fd = OwnedDescriptor(Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0))
+        let flags = Int32(SOCK_CLOEXEC.rawValue) | (nonBlocking ? Int32(SOCK_NONBLOCK.rawValue) : 0)
+        let fd = OwnedDescriptor(Glibc.socket(AF_UNIX, type | flags, 0))
         var address = Self.address(path)
         let rc = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd.rawValue, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
@@ -59,10 +64,10 @@ public final class UnixListener: Sendable {
         return fd
     }
 
-    private static func isLiveSocket(_ path: String) -> Bool {
+    private static func isLiveSocket(_ path: String, type: Int32) -> Bool {
         var st = stat()
         guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFSOCK else { return false }
-        return (try? connect(to: path)) != nil
+        return (try? connect(to: path, type: type)) != nil
     }
 
     private static func address(_ path: String) -> sockaddr_un {

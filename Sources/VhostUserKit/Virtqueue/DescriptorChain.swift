@@ -63,6 +63,23 @@ public struct ChainReader {
         return copied
     }
 
+    /// Hands the next readable pieces (up to `limit` bytes in all) to `drain`, which returns how many
+    /// bytes of each it took; stops early when it takes less than offered. For sinks such as send(2)
+    /// that take guest memory straight, without a bounce buffer (the mirror of `ChainWriter.fill`).
+    public mutating func drain(upTo limit: Int, _ drain: (UnsafeRawBufferPointer) -> Int) -> Int {
+        var taken = 0
+        while let piece = cursor.next(upTo: limit - taken) {
+            let got = max(0, min(piece.count, drain(UnsafeRawBufferPointer(piece))))
+            taken += got
+            if got < piece.count {
+                cursor.unconsume(piece.count - got)
+                break
+            }
+        }
+        consumed += taken
+        return taken
+    }
+
     /// Reads a little-endian integer, or nil when fewer bytes remain.
     public mutating func read<T: FixedWidthInteger>(_: T.Type) -> T? {
         var value = T.zero
