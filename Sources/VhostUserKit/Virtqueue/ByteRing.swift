@@ -145,7 +145,7 @@ public struct ByteRing: ~Copyable {
     }
 
     /// The bytes held, oldest first (a copy; for the device's migration state).
-    var contents: [UInt8] {
+    public var contents: [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(count)
         let first = readable
@@ -155,7 +155,7 @@ public struct ByteRing: ~Copyable {
     }
 
     /// Replaces what the ring holds with `bytes` (at most `capacity` of them).
-    mutating func replace(with bytes: [UInt8]) {
+    public mutating func replace(with bytes: [UInt8]) {
         precondition(bytes.count <= capacity)
         head = 0
         count = 0
