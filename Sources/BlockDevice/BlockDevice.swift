@@ -122,6 +122,10 @@ public final class BlockDevice: VhostUserDevice {
         if options.engine == .ioUring && kind != .ioUring {
             logger.warning("queue \(index): io_uring is unavailable; using the thread-pool engine")
         }
+        if engine is FailingEngine {
+            let reason = backend.store?.engineFailure.map { ": \($0)" } ?? ""
+            logger.error("queue \(index): no engine\(reason); its requests fail with IOERR")
+        }
         logger.debug("queue \(index): \(kind.rawValue) engine")
         return BlockQueue(device: self, engine: engine, features: features, logger: logger)
     }

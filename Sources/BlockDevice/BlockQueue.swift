@@ -66,6 +66,7 @@ final class BlockQueue: QueueHandler {
     var hasPendingWork: Bool { inFlight > 0 && engine.hasCompletions }
 
     func stop(_ queue: Virtqueue) {
+        if inFlight > 0 { engine.beginStopping() }
         while inFlight > 0 { reapAll(queue, wait: true) }
         engine.shutdown()
     }

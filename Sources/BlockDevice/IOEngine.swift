@@ -27,9 +27,14 @@ protocol IOEngine: AnyObject {
     /// Releases the engine's threads and descriptors once nothing is in flight (the queue stopped).
     /// The engine is not used again; calling it twice is harmless.
     func shutdown()
+    /// The queue is stopping and waits for what is in flight: an engine that could wait forever (a
+    /// network store that does not answer) bounds the wait from now on.
+    func beginStopping()
 }
 
 extension IOEngine {
+    func beginStopping() {}
+
     /// Local-file engines leave ranges to `BlockBackend`.
     var handlesRanges: Bool { false }
     func ranges(_ list: UnsafeBufferPointer<ByteRange>, zeroes: Bool, fua: Bool, tag: UInt16) -> Bool { false }

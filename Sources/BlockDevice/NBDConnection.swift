@@ -77,6 +77,14 @@ struct NBDConnection {
         if revents & POLLOUT != 0, !isDead { _ = nbd_aio_notify_write(handle) }
     }
 
+    /// Shuts the socket (a stopping queue gave up on the server): libnbd sees the connection die and
+    /// fails every command in flight, and `close` does not flush on it.
+    func abort() {
+        guard let handle else { return }
+        let fd = nbd_aio_get_fd(handle)
+        if fd >= 0 { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+    }
+
     /// Flushes (the queue stopped: its completed writes become stable, as a file's are on disconnect)
     /// and disconnects.
     mutating func close() {

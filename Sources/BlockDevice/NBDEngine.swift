@@ -35,11 +35,16 @@ final class NBDEngine: NetworkEngine, IOEngine, @unchecked Sendable {
 
     deinit { shutdown() }
 
+    /// What is in flight gets answered within the retry time, or fails (see `run`).
+    func beginStopping() {
+        incoming.withLock { $0.stopping = true }
+        wake.signal()
+    }
+
     /// Stops and joins the thread (nothing is in flight: the queue reaped every result first).
     func shutdown() {
         guard let thread else { return }
-        incoming.withLock { $0.stopping = true }
-        wake.signal()
+        beginStopping()
         thread.join()
         self.thread = nil
     }
@@ -117,6 +122,9 @@ final class NBDEngine: NetworkEngine, IOEngine, @unchecked Sendable {
         var inFlight = 0
         // The server said it is shutting down (ESHUTDOWN replies): nothing more goes on this connection.
         var draining = false
+        // Stopping: when the queue's requests must be answered by (monotonic ns), and whether that passed.
+        var stopDeadline: UInt64 = 0
+        var abandoned = false
         connection.connectIfDue()
         while true {
             wake.drain()
@@ -127,8 +135,24 @@ final class NBDEngine: NetworkEngine, IOEngine, @unchecked Sendable {
             waiting.append(contentsOf: taken)
             taken.removeAll(keepingCapacity: true)
             if stopping && waiting.isEmpty && inFlight == 0 { break }
+            if stopping && !abandoned {
+                // A queue stops within the retry time: a server that does not answer gets its connection
+                // shut, which makes libnbd fail what is in flight, and every request left fails with IOERR.
+                let now = monotonicNanoseconds()
+                if stopDeadline == 0 { stopDeadline = now + connection.retryNanoseconds }
+                if now >= stopDeadline {
+                    abandoned = true
+                    logger.error("nbd \(store.target.uri): stopping with \(inFlight + waiting.count) command(s) unanswered after \(connection.retryNanoseconds / 1_000_000_000) s; they fail with IOERR")
+                    connection.abort()
+                }
+            }
+            if abandoned {
+                for job in waiting { inbox.post(job.tag, -EIO) }
+                waiting.removeAll(keepingCapacity: true)
+                if inFlight == 0 { break }
+            }
             connection.connectIfDue()
-            if let handle = connection.handle, !draining {
+            if let handle = connection.handle, !draining, !abandoned {
                 for job in waiting {
                     inFlight += 1
                     job.issue(on: handle)
@@ -144,7 +168,7 @@ final class NBDEngine: NetworkEngine, IOEngine, @unchecked Sendable {
                     return true
                 }
             }
-            connection.poll(wake: wake.rawValue, timeoutMilliseconds: connection.handle == nil || !waiting.isEmpty ? 100 : 1000)
+            connection.poll(wake: wake.rawValue, timeoutMilliseconds: connection.handle == nil || !waiting.isEmpty || stopping ? 100 : 1000)
             let lost = connection.isDead
             for job in finished.jobs {
                 inFlight -= 1
@@ -156,7 +180,7 @@ final class NBDEngine: NetworkEngine, IOEngine, @unchecked Sendable {
                     } else {
                         inbox.post(job.tag, 0)
                     }
-                } else if lost || Self.isConnectionError(job.error) {
+                } else if !abandoned && (lost || Self.isConnectionError(job.error)) {
                     // Retried on the next connection.
                     if job.error == ESHUTDOWN { draining = true }
                     waiting.append(job)
@@ -165,7 +189,7 @@ final class NBDEngine: NetworkEngine, IOEngine, @unchecked Sendable {
                 }
             }
             finished.jobs.removeAll(keepingCapacity: true)
-            if lost {
+            if lost && !abandoned {
                 connection.drop()
                 draining = false
             }

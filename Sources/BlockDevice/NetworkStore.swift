@@ -20,9 +20,15 @@ protocol NetworkStore: AnyObject, Sendable {
     /// Makes every completed write stable, synchronously (the front-end went away; nothing is in
     /// flight). Returns 0 or an errno value.
     func flushAll() -> Int32
+    /// Why the last engine could not be made, when the store knows (nil otherwise).
+    var engineFailure: String? { get }
     /// Lets go of the store at exit (an RBD image's exclusive lock, at once rather than after the
     /// cluster notices a dead client). Nothing is in flight; calling it twice is harmless.
     func close()
+}
+
+extension NetworkStore {
+    var engineFailure: String? { nil }
 }
 
 /// One range of a DISCARD or WRITE_ZEROES request, in bytes.

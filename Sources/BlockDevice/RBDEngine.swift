@@ -24,8 +24,9 @@ final class RBDEngine: NetworkEngine, IOEngine {
 
     deinit { contexts.deallocate() }
 
-    /// Nothing to stop: librbd's threads belong to the store, and nothing is in flight any more.
-    func shutdown() {}
+    /// librbd's threads belong to the store and nothing is in flight any more: only the store's
+    /// lock hand-over hears of it.
+    func shutdown() { store.engineStopped() }
 
     func read(fd: Int32, _ iov: UnsafePointer<iovec>, count: Int, offset: UInt64, tag: UInt16) -> Bool {
         guard begin(tag, parts: 1, expected: Self.length(iov, count: count)) else { return false }

@@ -19,6 +19,9 @@ public struct RBDTarget: Sendable, Equatable {
     public var keyring: String?
     /// Serve the image without taking its exclusive lock (another client may hold it).
     public var force = false
+    /// Hold the exclusive lock only while the queues run (live migration: the source's daemon lets go
+    /// when its rings stop, the destination's takes the lock when its rings start).
+    public var handover = false
     /// Seconds after which an operation the cluster does not answer fails (nil: wait for the cluster).
     public var timeoutSeconds: Int?
 
@@ -38,7 +41,9 @@ public struct RBDTarget: Sendable, Equatable {
 
 /// A Ceph RBD image opened through librbd: one cluster connection and one image handle shared by every
 /// queue (librbd's handles take asynchronous operations from any thread). Unless read-only or forced,
-/// the image's exclusive lock is taken at open and kept: a second daemon on the image is refused.
+/// the image's exclusive lock is taken at open and kept: a second daemon on the image is refused. With
+/// `handover` it is held only while queues run: taken (waiting for its holder to let go) when the
+/// first queue starts, released after a flush when the last one stops, so one writer at a time.
 /// Sendable by hand (@unchecked): the handles are librbd's, which locks them itself.
 final class RBDStore: NetworkStore, @unchecked Sendable {
     let target: RBDTarget
@@ -50,6 +55,12 @@ final class RBDStore: NetworkStore, @unchecked Sendable {
     private var cluster: rados_t?
     private var ioContext: rados_ioctx_t?
     private let closed = Atomic(false)
+    /// With `handover`: the queues whose engines run, and whether the lock is ours.
+    private let running = Mutex(0)
+    /// Why the last lock hand-over failed (an errno value), for the log.
+    let lockFailure = Atomic<Int32>(0)
+    /// The flush before the lock was let go, if it failed (an errno value): `flushAll` reports it.
+    private let releaseFlushError = Atomic<Int32>(0)
 
     var name: String { "rbd:\(target.spec)" }
     var canFlush: Bool { !readOnly }
@@ -95,7 +106,7 @@ final class RBDStore: NetworkStore, @unchecked Sendable {
                           : rbd_open(io, target.image, &image, nil)
         guard r == 0, let image else { throw fail("cannot open the image", r) }
         self.image = image
-        if !self.readOnly && !target.force {
+        if !self.readOnly && !target.force && !target.handover {
             r = rbd_lock_acquire(image, RBD_LOCK_MODE_EXCLUSIVE)
             if r < 0 {
                 throw fail("cannot take the image's exclusive lock (another client writes to it? serve it --read-only, or --force to share it)", r)
@@ -115,6 +126,8 @@ final class RBDStore: NetworkStore, @unchecked Sendable {
     /// librbd's cache (on by default, writethrough until the guest's first flush) to the OSDs.
     func flushAll() -> Int32 {
         guard let image else { return 0 }
+        // Handing over, with no queue running: the cache was flushed when the lock was let go.
+        if handsOver, let e = running.withLock({ $0 == 0 ? releaseFlushError.exchange(0, ordering: .relaxed) : nil }) { return e }
         let r = rbd_flush(image)
         return r < 0 ? -r : 0
     }
@@ -127,6 +140,47 @@ final class RBDStore: NetworkStore, @unchecked Sendable {
 
     func makeEngine(depth: Int) -> any IOEngine {
         guard let image, let engine = try? RBDEngine(store: self, image: image, depth: depth) else { return FailingEngine() }
-        return engine
+        guard handsOver else { return engine }
+        let locked = running.withLock { count -> Bool in
+            if count == 0 && !acquireLock(image) { return false }
+            count += 1
+            return true
+        }
+        return locked ? engine : FailingEngine()
+    }
+
+    var engineFailure: String? {
+        let e = lockFailure.load(ordering: .relaxed)
+        return e == 0 ? nil : "cannot take the image's exclusive lock from its holder: \(SystemError.describe(e))"
+    }
+
+    /// Whether the lock moves with the queues (`handover`, and the image is written).
+    private var handsOver: Bool { target.handover && !readOnly && !target.force }
+
+    /// An engine stopped (nothing in flight); after the last, the cache is flushed and the lock released.
+    func engineStopped() {
+        guard handsOver, let image else { return }
+        running.withLock { count in
+            count -= 1
+            guard count == 0 else { return }
+            let r = rbd_flush(image)
+            releaseFlushError.store(r < 0 ? -r : 0, ordering: .relaxed)
+            rbd_lock_release(image)
+        }
+    }
+
+    /// Takes the exclusive lock, asking again every 100 ms while another client holds it (a migration's
+    /// source whose rings have not stopped yet), up to the --ceph-timeout or 30 s.
+    private func acquireLock(_ image: rbd_image_t) -> Bool {
+        let deadline = ContinuousClock.now + .seconds(target.timeoutSeconds ?? 30)
+        while true {
+            let r = rbd_lock_acquire(image, RBD_LOCK_MODE_EXCLUSIVE)
+            if r == 0 { return true }
+            guard ContinuousClock.now < deadline else {
+                lockFailure.store(-r, ordering: .relaxed)
+                return false
+            }
+            _ = poll(nil, 0, 100)
+        }
     }
 }

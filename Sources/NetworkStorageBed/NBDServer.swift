@@ -77,6 +77,12 @@ public final class NBDServer: @unchecked Sendable {
         unlink(pidFile)
     }
 
+    /// Freezes nbdkit (SIGSTOP): connections stay open and nothing is answered, as with a hung server.
+    public func pause() { if let pid { kill(pid, SIGSTOP) } }
+
+    /// Lets a frozen nbdkit run again (SIGCONT).
+    public func resume() { if let pid { kill(pid, SIGCONT) } }
+
     /// Whether `pid` is still running (a zombie is not: PID 1 may reap it late).
     private func isRunning(_ pid: pid_t) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

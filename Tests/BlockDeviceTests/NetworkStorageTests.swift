@@ -235,7 +235,32 @@ struct NetworkStorageTests {
         #expect(server.imageBytes(at: 4096, count: 4096) == pattern(4096, seed: 2), "written after the reconnect")
     }
 
-    @Test("RBD: with the OSD frozen, a write waits and completes once it is back, or fails with IOERR after --ceph-timeout; the daemon serves on")
+    @Test("NBD: a queue stopped while the server hangs stops after the retry time, its request failed with IOERR")
+    func nbdStopWithHungServer() throws {
+        let disk = try Disk(.nbd)
+        let server = try #require(disk.server)
+        var t = NBDTarget(uri: server.uri)
+        t.retrySeconds = 2
+        let bench = try BlockTestBench(network: .nbd(t))
+        #expect(try bench.write(sector: 0, pattern(4096, seed: 1)) == Self.ok)
+        server.pause()
+        defer { server.resume() }
+        let fq = bench.fixture.queues[0]
+        let h = bench.header(1, sector: 8), d = bench.memory.allocate(4096), s = bench.memory.allocate(1)
+        bench.memory.write(pattern(4096, seed: 2), at: d)
+        bench.memory.write([0xff], at: s)
+        fq.submit([.readable(h, 16), .readable(d, 4096), .writable(s, 1)])
+        fq.notifyDevice()
+        #expect(throws: FakeFrontendError.self, "the write waits for the server") { try fq.waitForUsed(1, timeoutMilliseconds: 300) }
+        let start = ContinuousClock.now
+        _ = try bench.fixture.frontend.getVringBase(0)
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed < .seconds(8), "stopping the queue took \(elapsed)")
+        #expect(fq.takeUsed().count == 1)
+        #expect(bench.memory.read(s, count: 1)[0] == Self.ioError)
+    }
+
+    @Test("RBD: with the OSD frozen, a write waits and completes once it is back, or fails with IOERR after --ceph-timeout; the daemon serves on, and a queue stops within the timeout")
     func rbdLostOSD() throws {
         let cluster = try CephCluster()  // its own: the OSD goes away
         defer { cluster.stop() }
@@ -267,5 +292,19 @@ struct NetworkStorageTests {
         #expect(try patient.read(sector: 0, length: 8192).1 == pattern(4096, seed: 1) + pattern(4096, seed: 3))
         #expect(try impatient.write(sector: 8, pattern(4096, seed: 5)) == Self.ok, "the same daemon writes again after recovery")
         #expect(try impatient.read(sector: 0, length: 4096).1 == pattern(4096, seed: 2))
+        // Frozen again: a queue stopped with a write the OSD holds stops within the timeout, the write failed.
+        try cluster.pauseOSD()
+        defer { try? cluster.resumeOSD() }
+        let iq = impatient.fixture.queues[0]
+        let ih = impatient.header(1, sector: 16), id = impatient.memory.allocate(4096), istatus = impatient.memory.allocate(1)
+        impatient.memory.write(pattern(4096, seed: 6), at: id)
+        impatient.memory.write([0xff], at: istatus)
+        iq.submit([.readable(ih, 16), .readable(id, 4096), .writable(istatus, 1)])
+        iq.notifyDevice()
+        let stopping = ContinuousClock.now
+        _ = try impatient.fixture.frontend.getVringBase(0)
+        #expect(ContinuousClock.now - stopping < .seconds(5), "stopping the queue took \(ContinuousClock.now - stopping)")
+        #expect(iq.takeUsed().count == 1)
+        #expect(impatient.memory.read(istatus, count: 1)[0] == Self.ioError)
     }
 }

@@ -63,16 +63,15 @@ struct MigrationGuestTests {
         echo "io_errors=$(io_errors)"
         """
 
-    static func blk(_ image: String, environment: [String] = []) -> GuestDaemon {
+    static func blk(_ disk: [String], environment: [String] = []) -> GuestDaemon {
         GuestDaemon(
-            command: ["/usr/bin/env"] + environment + ["\(GuestTestBed.binaryDirectory)/vhost-user-blk", "--socket-path", "{socket}",
-                                                        "--blk-file", image, "--num-queues", "2", "--log-level", "debug"],
+            command: ["/usr/bin/env"] + environment + ["\(GuestTestBed.binaryDirectory)/vhost-user-blk", "--socket-path", "{socket}"]
+                + disk + ["--num-queues", "2", "--log-level", "debug"],
             readinessLine: "listening on {socket}", qemuDevice: "vhost-user-blk-pci", qemuDeviceOptions: ",num-queues=2")
     }
 
-    /// Migrates the guest with the source daemon started with `environment`; returns the result, the
-    /// rounds that ran on the source while it migrated, the image and the cached data's checksum.
-    static func migrate(sourceEnvironment: [String] = []) throws -> (MigrationResult, duringMigration: Int, image: String, expected: String) {
+    /// A raw image with the data the guest caches at its place; returns the image and the data's checksum.
+    static func makeImage() throws -> (image: String, expected: String) {
         let image = FileManager.default.temporaryDirectory.appendingPathComponent("migration-\(UUID().uuidString.prefix(8)).img").path
         _ = FileManager.default.createFile(atPath: image, contents: nil)
         guard truncate(image, off_t((cachedOffsetMiB + cachedMiB) * mib)) == 0 else { throw GuestTestBedError("truncate: errno \(errno)") }
@@ -82,12 +81,16 @@ struct MigrationGuestTests {
         try handle.seek(toOffset: UInt64(cachedOffsetMiB * mib))
         try handle.write(contentsOf: data)
         try handle.close()
-        let expected = try BlockGuestTests.sha256(data)
+        return (image, try BlockGuestTests.sha256(data))
+    }
 
+    /// Migrates the guest from `source` to `destination`; returns the result and the rounds that ran on
+    /// the source while it migrated.
+    static func migrate(source: GuestDaemon, destination: GuestDaemon) throws -> (MigrationResult, duringMigration: Int) {
         nonisolated(unsafe) var roundsBefore = 0, roundsAfter = 0
         func rounds(_ text: String) -> Int { text.split(separator: "\n").filter { $0.hasPrefix("round ") }.count }
         let result = try MigrationTestBed.run(
-            source: blk(image, environment: sourceEnvironment), destination: blk(image), modules: ["virtio_blk"],
+            source: source, destination: destination, modules: ["virtio_blk"],
             script: script, timeout: .seconds(150), cpus: 2, memoryMiB: 256,
             // Debian's kernel zeroes every page it allocates: the CPU's write would make QEMU send the
             // page cache's pages again whatever the daemon logs. Without it, only the daemon's log can.
@@ -106,14 +109,13 @@ struct MigrationGuestTests {
             roundsAfter = rounds(control.output(of: .source))
             try control.send("migrated", to: .destination)
         }
-        return (result, roundsAfter - roundsBefore, image, expected)
+        return (result, roundsAfter - roundsBefore)
     }
 
-    @Test func blockGuestMigratesWithIORunningAndItsPageCacheIntact() throws {
-        let (result, during, image, expected) = try Self.migrate()
-        defer { try? FileManager.default.removeItem(atPath: image) }
+    /// What every migration must show: I/O during and after it, the page cache intact and from RAM,
+    /// every round's pattern in the guest and in `image` (the disk's bytes on the host), no I/O error.
+    static func expectMigrated(_ result: MigrationResult, during: Int, image: String, expected: String) throws {
         let guest = result.guest
-        print("blockGuestMigrates: \(guest.elapsed), \(during) round(s) during the migration\n\(guest.output)\n\(result.migration)")
         #expect(guest.status == 0, "guest output:\n\(guest.output)\nconsole:\n\(guest.consoleLog.suffix(3000))")
         let v = guest.values
         #expect(v["queues"] == "2")
@@ -140,9 +142,19 @@ struct MigrationGuestTests {
         for log in guest.daemonLogs { BlockGuestTests.expectCleanLog(log) }
     }
 
-    @Test func withoutDirtyBufferLoggingTheMigratedPageCacheIsWrong() throws {
-        let (result, _, image, expected) = try Self.migrate(sourceEnvironment: ["VHOST_USER_DEVICES_TEST_IGNORE_DIRTY_BUFFERS=1"])
+    @Test func blockGuestMigratesWithIORunningAndItsPageCacheIntact() throws {
+        let (image, expected) = try Self.makeImage()
         defer { try? FileManager.default.removeItem(atPath: image) }
+        let (result, during) = try Self.migrate(source: Self.blk(["--blk-file", image]), destination: Self.blk(["--blk-file", image]))
+        print("blockGuestMigrates: \(result.guest.elapsed), \(during) round(s) during the migration\n\(result.guest.output)\n\(result.migration)")
+        try Self.expectMigrated(result, during: during, image: image, expected: expected)
+    }
+
+    @Test func withoutDirtyBufferLoggingTheMigratedPageCacheIsWrong() throws {
+        let (image, expected) = try Self.makeImage()
+        defer { try? FileManager.default.removeItem(atPath: image) }
+        let (result, _) = try Self.migrate(source: Self.blk(["--blk-file", image], environment: ["VHOST_USER_DEVICES_TEST_IGNORE_DIRTY_BUFFERS=1"]),
+                                           destination: Self.blk(["--blk-file", image]))
         let v = result.guest.values
         print("withoutDirtyBufferLogging: \(result.guest.elapsed)\n\(result.guest.output)")
         #expect(v["cached"] == expected)

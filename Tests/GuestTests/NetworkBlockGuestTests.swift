@@ -96,4 +96,24 @@ struct NetworkBlockGuestTests {
         for log in result.daemonLogs { #expect(!log.contains("critical")) }
         #expect(result.elapsed < .seconds(90))
     }
+
+    /// Live migration between two daemons on one RBD image, both with --lock-handover: the destination's
+    /// daemon opens the image while the source's holds its exclusive lock, and takes the lock when its
+    /// rings start, after the source's stopped and let go; MigrationGuestTests' checks, the patterns read
+    /// back through `rbd export`.
+    @Test func guestMigratesBetweenTwoDaemonsOnOneRBDImage() throws {
+        let cluster = try CephCluster.shared()
+        let (local, expected) = try MigrationGuestTests.makeImage()
+        defer { try? FileManager.default.removeItem(atPath: local) }
+        let spec = "\(cluster.pool)/migration-\(UInt32.random(in: 0...UInt32.max))"
+        try cluster.rbd(["import", "--no-progress", local, spec])
+        defer { _ = try? cluster.rbd(["rm", "--no-progress", spec]) }
+        let disk = ["--rbd", spec, "--ceph-conf", cluster.configFile, "--lock-handover"]
+        let (result, during) = try MigrationGuestTests.migrate(source: MigrationGuestTests.blk(disk), destination: MigrationGuestTests.blk(disk))
+        print("guestMigratesBetweenTwoDaemonsOnOneRBDImage: \(result.guest.elapsed), \(during) round(s) during the migration\n\(result.guest.output)")
+        let exported = cluster.directory + "/migrated.raw"
+        defer { unlink(exported) }
+        try cluster.rbd(["export", "--no-progress", spec, exported])
+        try MigrationGuestTests.expectMigrated(result, during: during, image: exported, expected: expected)
+    }
 }
