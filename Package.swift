@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "GPIODevice", targets: ["GPIODevice"]),
         .library(name: "InputDevice", targets: ["InputDevice"]),
         .library(name: "ConsoleDevice", targets: ["ConsoleDevice"]),
+        .library(name: "SoundDevice", targets: ["SoundDevice"]),
         .executable(name: "vhost-user-rng", targets: ["vhost-user-rng"]),
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
         .executable(name: "vhost-user-i2c", targets: ["vhost-user-i2c"]),
@@ -22,6 +23,7 @@ let package = Package(
         .executable(name: "vhost-user-gpio", targets: ["vhost-user-gpio"]),
         .executable(name: "vhost-user-input", targets: ["vhost-user-input"]),
         .executable(name: "vhost-user-console", targets: ["vhost-user-console"]),
+        .executable(name: "vhost-user-snd", targets: ["vhost-user-snd"]),
         .executable(name: "vhost-user-bench", targets: ["vhost-user-bench"]),
         .executable(name: "vhost-user-blk-bench", targets: ["vhost-user-blk-bench"]),
         .executable(name: "vhost-user-input-bench", targets: ["vhost-user-input-bench"]),
@@ -112,6 +114,12 @@ let package = Package(
             name: "vhost-user-console",
             dependencies: ["ConsoleDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // virtio-snd: configurable PCM streams, jacks and controls, paced on the group's timers.
+        .target(name: "SoundDevice", dependencies: ["VhostUserKit", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(
+            name: "vhost-user-snd",
+            dependencies: ["SoundDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "vhost-user-rng",
             dependencies: ["RNGDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -183,6 +191,7 @@ let package = Package(
         .testTarget(name: "RNGDeviceTests", dependencies: ["RNGDevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "I2CDeviceTests", dependencies: ["I2CDevice", "CI2C", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "ConsoleDeviceTests", dependencies: ["ConsoleDevice", "CConsole", "VhostUserKit", "VhostUserTesting"]),
+        .testTarget(name: "SoundDeviceTests", dependencies: ["SoundDevice", "VhostUserKit", "VhostUserTesting"]),
         .testTarget(name: "DaemonTests", dependencies: ["VhostUserKit", "VhostUserTesting", "CConsole",
                                                        .product(name: "Crypto", package: "swift-crypto")]),
         // Real Linux guests under an unmodified QEMU, attached to the daemon executables.
