@@ -189,10 +189,13 @@ final class SoundGroupHandler: GroupHandler {
         var deadline = parameters.deadline(ofPeriod: p.periods + 1, from: p.start)
         while deadline <= now {
             p.maxLateness = max(p.maxLateness, now - deadline)
-            if capture {
+            if capture && p.held.count == 0 {
+                // No buffer to fill: the period is lost to the guest (an overrun). The host side is
+                // not read, so a file source continues where the guest left off.
+                stream.underruns += 1
+            } else if capture {
                 endpoint.capture(into: period)
                 parameters.format.scale(period, by: stream.gain)
-                if p.held.count == 0 { stream.underruns += 1 }
                 _ = p.held.transfer(period, reading: false) { entry in
                     writeStatus(entry.status, .ok, latency: endpoint.delayBytes)
                     queue.complete(head: entry.head, written: UInt32(entry.bytes + VirtioSound.pcmStatusSize))

@@ -67,15 +67,19 @@ struct SoundCommand: ParsableCommand {
         }
     }
 
-    /// Beyond the daemon runtime's: the wav backend opens and rewrites its files when a stream is prepared.
-    static let identity = DaemonIdentity(name: "vhost-user-snd", type: "sound", sandbox: ["openat", "pwrite64", "lseek"])
+    /// Beyond the daemon runtime's: the wav backend rewrites its recordings' headers in place (files are
+    /// opened before the sandbox).
+    static let identity = DaemonIdentity(name: "vhost-user-snd", type: "sound", sandbox: ["pwrite64", "lseek"])
 
     func run() throws {
         let streams = try streams()
-        let soundBackend: any SoundBackend = backend == "wav" ? WAVBackend(directory: wavDir, captureFile: captureFile) : NullBackend()
         runDaemon(Self.identity, options: daemon) {
-            SoundDevice(streams: streams, backend: soundBackend, controls: !noControls, jacks: !noJacks,
-                        periodEvents: !noPeriodEvents)
+            let soundBackend: any SoundBackend = backend == "wav"
+                ? try WAVBackend(directory: wavDir, captureFile: captureFile,
+                                 playbackStreams: streams.indices.filter { streams[$0].direction == .output })
+                : NullBackend()
+            return SoundDevice(streams: streams, backend: soundBackend, controls: !noControls, jacks: !noJacks,
+                               periodEvents: !noPeriodEvents)
         }
     }
 }
