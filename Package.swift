@@ -27,6 +27,7 @@ let package = Package(
         .executable(name: "vhost-user-bench", targets: ["vhost-user-bench"]),
         .executable(name: "vhost-user-blk-bench", targets: ["vhost-user-blk-bench"]),
         .executable(name: "vhost-user-input-bench", targets: ["vhost-user-input-bench"]),
+        .executable(name: "vhost-user-snd-bench", targets: ["vhost-user-snd-bench"]),
         .executable(name: "vhost-user-demo", targets: ["vhost-user-demo"]),
         .executable(name: "vhost-user-soak", targets: ["vhost-user-soak"]),
     ],
@@ -155,6 +156,12 @@ let package = Package(
             name: "vhost-user-input-bench",
             dependencies: ["BenchmarkSupport", "VhostUserTesting", "VhostUserKit", "InputDevice"],
             path: "Benchmarks/vhost-user-input-bench"
+        ),
+        // vhost-user-snd: 48 kHz stereo streams sustained without an underrun, and CPU per stream, against a plain timer loop.
+        .executableTarget(
+            name: "vhost-user-snd-bench",
+            dependencies: ["BenchmarkSupport", "VhostUserTesting", "VhostUserKit", "SoundDevice"],
+            path: "Benchmarks/vhost-user-snd-bench"
         ),
         // vhost-user-blk load generator and data verifier driven by libblkio (scripts/bench-blk).
         .executableTarget(
