@@ -115,8 +115,10 @@ let package = Package(
             name: "vhost-user-console",
             dependencies: ["ConsoleDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // alsa-lib for vhost-user-snd's alsa backend.
+        .systemLibrary(name: "CALSA", pkgConfig: "alsa", providers: [.apt(["libasound2-dev"])]),
         // virtio-snd: configurable PCM streams, jacks and controls, paced on the group's timers.
-        .target(name: "SoundDevice", dependencies: ["VhostUserKit", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "SoundDevice", dependencies: ["VhostUserKit", "CALSA", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "vhost-user-snd",
             dependencies: ["SoundDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -17,7 +17,9 @@ struct SoundCommand: ParsableCommand {
             VIRTIO_SND_F_CTLS, a "PCM Playback/Capture Volume" (0-100, applied to the samples) and \
             "Switch" control. Periods complete at the stream's pace on the monotonic clock. Backends: \
             null (silence), wav (--wav-dir: playback-N.wav per playback stream; --capture-file: a \
-            WAV file captured in a loop, converted to the stream's format). See vhost-user-devices(7) \
+            WAV file captured in a loop, converted to the stream's format), alsa (--alsa-playback and \
+            --alsa-capture name host PCMs; a backend thread per stream does the blocking I/O; S16 and \
+            the nearest rate with conversion when the PCM lacks the guest's format). See vhost-user-devices(7) \
             for the options every daemon shares.
             """)
 
@@ -29,8 +31,14 @@ struct SoundCommand: ParsableCommand {
     @Option(name: .long, parsing: .singleValue, help: ArgumentHelp("Add a capture stream (repeatable).", valueName: "spec"))
     var capture: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Where the streams' samples go: null or wav.", valueName: "backend"))
+    @Option(name: .long, help: ArgumentHelp("Where the streams' samples go: null, wav or alsa.", valueName: "backend"))
     var backend: String = "null"
+
+    @Option(name: .long, help: ArgumentHelp("alsa: the host PCM for playback streams.", valueName: "pcm"))
+    var alsaPlayback: String = "default"
+
+    @Option(name: .long, help: ArgumentHelp("alsa: the host PCM for capture streams.", valueName: "pcm"))
+    var alsaCapture: String = "default"
 
     @Option(name: .long, help: ArgumentHelp("wav: the directory for playback-N.wav recordings.", valueName: "dir"))
     var wavDir: String?
@@ -49,7 +57,7 @@ struct SoundCommand: ParsableCommand {
 
     func validate() throws {
         _ = try streams()
-        guard ["null", "wav"].contains(backend) else { throw ValidationError("--backend: \(backend) is not one of null, wav") }
+        guard ["null", "wav", "alsa"].contains(backend) else { throw ValidationError("--backend: \(backend) is not one of null, wav, alsa") }
         if backend != "wav", wavDir != nil || captureFile != nil {
             throw ValidationError("--wav-dir and --capture-file belong to --backend wav")
         }
@@ -68,16 +76,26 @@ struct SoundCommand: ParsableCommand {
     }
 
     /// Beyond the daemon runtime's: the wav backend rewrites its recordings' headers in place (files are
-    /// opened before the sandbox).
-    static let identity = DaemonIdentity(name: "vhost-user-snd", type: "sound", sandbox: ["pwrite64", "lseek"])
+    /// opened before the sandbox); the alsa backend opens a host PCM at PREPARE (its device nodes, the
+    /// sound ioctls: types 'A' PCM and 'U' control, and what alsa-lib's plugins do around them).
+    static func identity(alsa: Bool) -> DaemonIdentity {
+        let alsaCalls: SandboxPolicy = ["openat", "pread64", "faccessat", "faccessat2", "access", "readlink", "uname",
+                                         "getdents64", "statx", "fstatfs", "pipe2",
+                                         SystemCallRule("ioctl", where: .argument(1, masked: 0xff00, equals: 0x4100)),
+                                         SystemCallRule("ioctl", where: .argument(1, masked: 0xff00, equals: 0x5500))]
+        let base: SandboxPolicy = ["pwrite64", "lseek"]
+        return DaemonIdentity(name: "vhost-user-snd", type: "sound", sandbox: alsa ? base.union(alsaCalls) : base)
+    }
 
     func run() throws {
         let streams = try streams()
-        runDaemon(Self.identity, options: daemon) {
-            let soundBackend: any SoundBackend = backend == "wav"
-                ? try WAVBackend(directory: wavDir, captureFile: captureFile,
-                                 playbackStreams: streams.indices.filter { streams[$0].direction == .output })
-                : NullBackend()
+        runDaemon(Self.identity(alsa: backend == "alsa"), options: daemon) {
+            let soundBackend: any SoundBackend = switch backend {
+            case "wav": try WAVBackend(directory: wavDir, captureFile: captureFile,
+                                       playbackStreams: streams.indices.filter { streams[$0].direction == .output })
+            case "alsa": ALSABackend(playback: alsaPlayback, capture: alsaCapture)
+            default: NullBackend()
+            }
             return SoundDevice(streams: streams, backend: soundBackend, controls: !noControls, jacks: !noJacks,
                                periodEvents: !noPeriodEvents)
         }
