@@ -9,12 +9,17 @@ func soundSeeds() -> [(String, [UInt8])] {
     /// A ring of (request bytes, response size) chains, request n at 0x9000 + n × 0x400.
     func ring(_ list: [(request: [UInt8], response: Int)]) -> [UInt8] {
         var seed = RingSeed()
+        seed.sizeLog2 = 5  // 32 descriptors: up to 16 two-buffer requests
         for (n, (request, response)) in list.enumerated() {
             let r = 0x9000 + n * 0x400, s = 0x20000 + n * 0x400
-            seed.patch(region: 0, offset: r, request)
             let first = seed.descriptors.count
-            seed.descriptors += [RingSeed.buffer(region: 0, offset: r, length: request.count, flags: next, next: first + 1),
-                                 RingSeed.buffer(region: 0, offset: s, length: response, flags: write)]
+            if request.isEmpty {
+                seed.descriptors.append(RingSeed.buffer(region: 0, offset: s, length: response, flags: write))
+            } else {
+                seed.patch(region: 0, offset: r, request)
+                seed.descriptors += [RingSeed.buffer(region: 0, offset: r, length: request.count, flags: next, next: first + 1),
+                                     RingSeed.buffer(region: 0, offset: s, length: response, flags: write)]
+            }
             seed.heads.append(UInt16(first))
         }
         return seed.encoded
