@@ -16,7 +16,10 @@ func soundSeeds() -> [(String, [UInt8])] {
             if request.isEmpty {
                 seed.descriptors.append(RingSeed.buffer(region: 0, offset: s, length: response, flags: write))
             } else {
-                seed.patch(region: 0, offset: r, request)
+                // A patch holds at most 255 bytes: CTL_WRITE's 520 go in pieces.
+                for start in stride(from: 0, to: request.count, by: 252) {
+                    seed.patch(region: 0, offset: r + start, Array(request[start..<min(start + 252, request.count)]))
+                }
                 seed.descriptors += [RingSeed.buffer(region: 0, offset: r, length: request.count, flags: next, next: first + 1),
                                      RingSeed.buffer(region: 0, offset: s, length: response, flags: write)]
             }
