@@ -45,6 +45,7 @@ final class ALSAEndpoint: StreamEndpoint {
     func play(_ period: UnsafeRawBufferPointer) { stream.play(period) }
     func capture(into period: UnsafeMutableRawBufferPointer) { stream.capture(into: period) }
     var delayBytes: Int { stream.delayBytes }
+    func flush() { stream.drain() }
 }
 
 /// A host PCM, its backend thread (which holds it while it runs) and the ring between them.
@@ -65,6 +66,8 @@ final class ALSAStream: @unchecked Sendable {  // ring and flags are locked or a
     /// Semaphore eventfd: playback, periods queued; capture, free slots.
     private let tokens: EventFD
     private let stopping = Atomic<Bool>(false)
+    /// Set by `drain()`: once the ring is empty, the thread plays out the host buffer.
+    private let draining = Atomic<Bool>(false)
     private var thread: pthread_t?
     static let slots = 4
 
@@ -197,6 +200,14 @@ final class ALSAStream: @unchecked Sendable {  // ring and flags are locked or a
 
     var delayBytes: Int { ring.withLock { $0.count } * periodBytes }
 
+    /// Playback: the thread plays out what the ring and the host buffer hold (snd_pcm_drain, on the
+    /// thread), then the PCM is ready for more (PCM_RELEASE: what was played is heard or written).
+    func drain() {
+        guard !capture else { return }
+        draining.store(true, ordering: .releasing)
+        signal()
+    }
+
     private func signal() { _ = tokens.signal() }
 
     /// Blocks until a token arrives; false once the endpoint is going away.
@@ -226,12 +237,20 @@ final class ALSAStream: @unchecked Sendable {  // ring and flags are locked or a
                     ring.count = min(ring.count + 1, ring.slots.count)
                 }
             } else {
-                ring.withLock { ring in
+                let taken = ring.withLock { ring -> Bool in
+                    guard ring.count > 0 else { return false }
                     period = ring.slots[ring.first]
                     ring.first = (ring.first + 1) % ring.slots.count
                     ring.count -= 1
+                    return true
                 }
-                _ = transfer(SampleConverter.convert(period, from: guestLayout, to: hostLayout))
+                if taken {
+                    _ = transfer(SampleConverter.convert(period, from: guestLayout, to: hostLayout))
+                } else if draining.exchange(false, ordering: .acquiringAndReleasing) {
+                    // drain()'s token arrives after every period queued before it.
+                    _ = snd_pcm_drain(pcm)
+                    _ = snd_pcm_prepare(pcm)
+                }
             }
         }
         // What was written plays out (at most the host buffer: four periods) before the PCM closes.
