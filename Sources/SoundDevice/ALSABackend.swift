@@ -56,13 +56,8 @@ final class ALSAStream: @unchecked Sendable {  // ring and flags are locked or a
     private let guestLayout: WAVFile.Layout
     private let hostLayout: WAVFile.Layout
     private let hostPeriodFrames: Int
-    /// Ring of period slots: the worker's side and the thread's side meet here.
-    private struct Ring {
-        var slots: [[UInt8]]
-        var first = 0
-        var count = 0
-    }
-    private let ring: Locked<Ring>
+    /// The worker's side and the thread's side meet here.
+    private let ring: PeriodRing
     /// Semaphore eventfd: playback, periods queued; capture, free slots.
     private let tokens: EventFD
     private let stopping = Atomic<Bool>(false)
@@ -97,7 +92,7 @@ final class ALSAStream: @unchecked Sendable {  // ring and flags are locked or a
             snd_pcm_close(handle)
             throw error
         }
-        ring = Locked(Ring(slots: (0..<Self.slots).map { _ in [UInt8](repeating: 0, count: Int(parameters.periodBytes)) }))
+        ring = PeriodRing(slots: Self.slots, periodBytes: Int(parameters.periodBytes))
         do {
             tokens = try EventFD(semaphore: true)
         } catch {
@@ -176,29 +171,15 @@ final class ALSAStream: @unchecked Sendable {  // ring and flags are locked or a
 
     /// Queues a period for the thread; when the ring is full the period is dropped.
     func play(_ period: UnsafeRawBufferPointer) {
-        let queued = ring.withLock { ring -> Bool in
-            guard ring.count < ring.slots.count else { return false }
-            let slot = (ring.first + ring.count) % ring.slots.count
-            ring.slots[slot].withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: period.prefix($0.count))) }
-            ring.count += 1
-            return true
-        }
-        if queued { signal() }
+        if ring.push(period) { signal() }
     }
 
     /// Takes a captured period; silence when the thread has none yet.
     func capture(into period: UnsafeMutableRawBufferPointer) {
-        let taken = ring.withLock { ring -> Bool in
-            guard ring.count > 0 else { return false }
-            ring.slots[ring.first].withUnsafeBytes { period.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(period.count))) }
-            ring.first = (ring.first + 1) % ring.slots.count
-            ring.count -= 1
-            return true
-        }
-        if taken { signal() } else { period.initializeMemory(as: UInt8.self, repeating: guestLayout.format.silenceByte) }
+        if ring.pop(into: period) { signal() } else { period.initializeMemory(as: UInt8.self, repeating: guestLayout.format.silenceByte) }
     }
 
-    var delayBytes: Int { ring.withLock { $0.count } * periodBytes }
+    var delayBytes: Int { ring.count * periodBytes }
 
     /// Playback: the thread plays out what the ring and the host buffer hold (snd_pcm_drain, on the
     /// thread), then the PCM is ready for more (PCM_RELEASE: what was played is heard or written).
@@ -229,22 +210,10 @@ final class ALSAStream: @unchecked Sendable {  // ring and flags are locked or a
             if capture {
                 let host = transfer(nil)
                 let guest = SampleConverter.convert(host, from: hostLayout, to: guestLayout)
-                ring.withLock { ring in
-                    let slot = (ring.first + ring.count) % ring.slots.count
-                    ring.slots[slot].withUnsafeMutableBytes { dst in
-                        guest.withUnsafeBytes { dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(dst.count))) }
-                    }
-                    ring.count = min(ring.count + 1, ring.slots.count)
-                }
+                // A token is a free slot: the push finds room.
+                _ = guest.withUnsafeBytes { ring.push($0) }
             } else {
-                let taken = ring.withLock { ring -> Bool in
-                    guard ring.count > 0 else { return false }
-                    period = ring.slots[ring.first]
-                    ring.first = (ring.first + 1) % ring.slots.count
-                    ring.count -= 1
-                    return true
-                }
-                if taken {
+                if period.withUnsafeMutableBytes({ ring.pop(into: $0) }) {
                     _ = transfer(SampleConverter.convert(period, from: guestLayout, to: hostLayout))
                 } else if draining.exchange(false, ordering: .acquiringAndReleasing) {
                     // drain()'s token arrives after every period queued before it.
