@@ -118,7 +118,9 @@ let package = Package(
         // alsa-lib for vhost-user-snd's alsa backend.
         .systemLibrary(name: "CALSA", pkgConfig: "alsa", providers: [.apt(["libasound2-dev"])]),
         // virtio-snd: configurable PCM streams, jacks and controls, paced on the group's timers.
-        .target(name: "SoundDevice", dependencies: ["VhostUserKit", "CALSA", .product(name: "Logging", package: "swift-log")]),
+        // libpipewire for vhost-user-snd's pipewire backend (the SPA pod builder macros in a shim).
+        .systemLibrary(name: "CPipeWire", pkgConfig: "libpipewire-0.3", providers: [.apt(["libpipewire-0.3-dev"])]),
+        .target(name: "SoundDevice", dependencies: ["VhostUserKit", "CALSA", "CPipeWire", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(
             name: "vhost-user-snd",
             dependencies: ["SoundDevice", "VhostUserCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]

@@ -19,7 +19,9 @@ struct SoundCommand: ParsableCommand {
             null (silence), wav (--wav-dir: playback-N.wav per playback stream; --capture-file: a \
             WAV file captured in a loop, converted to the stream's format), alsa (--alsa-playback and \
             --alsa-capture name host PCMs; a backend thread per stream does the blocking I/O; S16 and \
-            the nearest rate with conversion when the PCM lacks the guest's format). See vhost-user-devices(7) \
+            the nearest rate with conversion when the PCM lacks the guest's format), pipewire \
+            (--pipewire-playback and --pipewire-capture name the sink and source nodes, else the session \
+            manager links the streams; PipeWire converts every guest format itself). See vhost-user-devices(7) \
             for the options every daemon shares.
             """)
 
@@ -31,7 +33,7 @@ struct SoundCommand: ParsableCommand {
     @Option(name: .long, parsing: .singleValue, help: ArgumentHelp("Add a capture stream (repeatable).", valueName: "spec"))
     var capture: [String] = []
 
-    @Option(name: .long, help: ArgumentHelp("Where the streams' samples go: null, wav or alsa.", valueName: "backend"))
+    @Option(name: .long, help: ArgumentHelp("Where the streams' samples go: null, wav, alsa or pipewire.", valueName: "backend"))
     var backend: String = "null"
 
     @Option(name: .long, help: ArgumentHelp("alsa: the host PCM for playback streams.", valueName: "pcm"))
@@ -39,6 +41,12 @@ struct SoundCommand: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("alsa: the host PCM for capture streams.", valueName: "pcm"))
     var alsaCapture: String = "default"
+
+    @Option(name: .long, help: ArgumentHelp("pipewire: the sink node for playback streams (default: the session manager's choice).", valueName: "node"))
+    var pipewirePlayback: String?
+
+    @Option(name: .long, help: ArgumentHelp("pipewire: the source node for capture streams (default: the session manager's choice).", valueName: "node"))
+    var pipewireCapture: String?
 
     @Option(name: .long, help: ArgumentHelp("wav: the directory for playback-N.wav recordings.", valueName: "dir"))
     var wavDir: String?
@@ -57,7 +65,12 @@ struct SoundCommand: ParsableCommand {
 
     func validate() throws {
         _ = try streams()
-        guard ["null", "wav", "alsa"].contains(backend) else { throw ValidationError("--backend: \(backend) is not one of null, wav, alsa") }
+        guard ["null", "wav", "alsa", "pipewire"].contains(backend) else {
+            throw ValidationError("--backend: \(backend) is not one of null, wav, alsa, pipewire")
+        }
+        if backend != "pipewire", pipewirePlayback != nil || pipewireCapture != nil {
+            throw ValidationError("--pipewire-playback and --pipewire-capture belong to --backend pipewire")
+        }
         if backend != "wav", wavDir != nil || captureFile != nil {
             throw ValidationError("--wav-dir and --capture-file belong to --backend wav")
         }
@@ -94,6 +107,7 @@ struct SoundCommand: ParsableCommand {
             case "wav": try WAVBackend(directory: wavDir, captureFile: captureFile,
                                        playbackStreams: streams.indices.filter { streams[$0].direction == .output })
             case "alsa": ALSABackend(playback: alsaPlayback, capture: alsaCapture)
+            case "pipewire": try PipeWireBackend(playback: pipewirePlayback, capture: pipewireCapture)
             default: NullBackend()
             }
             return SoundDevice(streams: streams, backend: soundBackend, controls: !noControls, jacks: !noJacks,
