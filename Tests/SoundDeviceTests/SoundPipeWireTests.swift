@@ -1,5 +1,6 @@
 import Testing
 import VhostUserKit
+import VhostUserTesting
 @testable import SoundDevice
 #if canImport(Glibc)
 import Glibc

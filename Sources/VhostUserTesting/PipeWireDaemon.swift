@@ -7,12 +7,12 @@ import Glibc
 /// configuration (no session manager) with a dummy driver and a null sink `vhu-sink` whose monitor
 /// ports give back what is played into it. `link` stands in for the session manager (`pw-link`).
 /// Clients of this process find it through PIPEWIRE_RUNTIME_DIR.
-final class PipeWireDaemon {
-    let directory: String
+public final class PipeWireDaemon {
+    public let directory: String
     private let process: Process
 
     /// Why PipeWire cannot run here, or nil.
-    static var unavailable: String? {
+    public static var unavailable: String? {
         for tool in ["pipewire", "pw-link"] where !FileManager.default.isExecutableFile(atPath: "/usr/bin/\(tool)") {
             return "/usr/bin/\(tool) is not installed (Debian packages pipewire and pipewire-bin)"
         }
@@ -40,9 +40,9 @@ final class PipeWireDaemon {
         """
 
     /// Starts the daemon and waits (bounded) until its socket exists.
-    init() throws {
+    public init() throws {
         var template = Array("/tmp/pw-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else { throw TestFailure("mkdtemp: errno \(errno)") }
+        guard let made = mkdtemp(&template) else { throw PipeWireDaemonError("mkdtemp: errno \(errno)") }
         directory = String(cString: made)
         try Self.configuration.write(toFile: "\(directory)/pipewire.conf", atomically: true, encoding: .utf8)
         process = Process()
@@ -56,7 +56,7 @@ final class PipeWireDaemon {
         while !FileManager.default.fileExists(atPath: "\(directory)/pipewire-0") {
             guard process.isRunning, Date() < deadline else {
                 stop()
-                throw TestFailure("pipewire did not create its socket in \(directory) within 10 s")
+                throw PipeWireDaemonError("pipewire did not create its socket in \(directory) within 10 s")
             }
             usleep(10_000)
         }
@@ -65,7 +65,7 @@ final class PipeWireDaemon {
 
     /// Links output port `from` to input port `to` (`node:port` names), retrying (bounded) while
     /// the ports are still being made.
-    func link(_ from: String, _ to: String) throws {
+    public func link(_ from: String, _ to: String) throws {
         let deadline = Date(timeIntervalSinceNow: 10)
         while true {
             let tool = Process()
@@ -78,14 +78,14 @@ final class PipeWireDaemon {
             tool.waitUntilExit()
             if tool.terminationStatus == 0 { return }
             guard Date() < deadline else {
-                throw TestFailure("pw-link \(from) \(to) kept failing for 10 s; ports: \(try self.tool(["-o", "-i"]))")
+                throw PipeWireDaemonError("pw-link \(from) \(to) kept failing for 10 s; ports: \(try self.tool(["-o", "-i"]))")
             }
             usleep(20_000)
         }
     }
 
     /// `pw-link`'s output with `arguments` (e.g. the ports, for a failure's message).
-    func tool(_ arguments: [String]) throws -> String {
+    public func tool(_ arguments: [String]) throws -> String {
         let tool = Process(), pipe = Pipe()
         tool.executableURL = URL(fileURLWithPath: "/usr/bin/pw-link")
         tool.arguments = arguments
@@ -99,7 +99,7 @@ final class PipeWireDaemon {
     }
 
     /// Ends the daemon (SIGTERM, then SIGKILL after 5 s) and removes its directory.
-    func stop() {
+    public func stop() {
         if process.isRunning {
             process.terminate()
             let deadline = Date(timeIntervalSinceNow: 5)
@@ -113,7 +113,8 @@ final class PipeWireDaemon {
     deinit { stop() }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
+/// Why the test's PipeWire daemon could not start or link.
+public struct PipeWireDaemonError: Error, CustomStringConvertible {
+    public let description: String
     init(_ description: String) { self.description = description }
 }
