@@ -1,7 +1,7 @@
 # Build and install the daemons, their systemd units, QEMU discovery files and man pages.
 # The daemons are the units in systemd/ (vhost-user-NAME@.service), each linked with the Swift
 # standard library and Foundation inside (--static-swift-stdlib): installed, they need only Debian's
-# own shared libraries (libsystemd, libseccomp, liburing, libc, libstdc++).
+# own shared libraries (libsystemd, libseccomp, liburing, libasound, libpipewire, libc, libstdc++).
 #   make                      release build of every daemon
 #   make install PREFIX=/usr DESTDIR=/tmp/pkg
 #   make check-units          systemd-analyze verify + security (exposure <= 2.0 for every service)

@@ -12,7 +12,7 @@ let main = "vhost-user-devices"
 let kit = Target.Dependency.product(name: "VhostUserKit", package: main)
 let testing = Target.Dependency.product(name: "VhostUserTesting", package: main)
 /// The main package's device libraries (each a library product there), available to every target.
-let devices: [Target.Dependency] = ["BlockDevice", "I2CDevice", "RPMBDevice", "GPIODevice", "InputDevice", "ConsoleDevice", "VsockDevice"].map { .product(name: $0, package: main) }
+let devices: [Target.Dependency] = ["BlockDevice", "I2CDevice", "RPMBDevice", "GPIODevice", "InputDevice", "ConsoleDevice", "VsockDevice", "SoundDevice"].map { .product(name: $0, package: main) }
 
 let sources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Sources")
 let fuzzTargets = ((try? FileManager.default.contentsOfDirectory(atPath: sources.path)) ?? [])

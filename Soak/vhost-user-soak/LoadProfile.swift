@@ -62,7 +62,7 @@ extension LoadProfile {
 }
 
 /// Every device the soak knows.
-var loadProfiles: [any LoadProfile.Type] { [RNGLoad.self, BlockLoad.self, I2CLoad.self, RPMBLoad.self, GPIOLoad.self, InputLoad.self, ConsoleLoad.self, VsockLoad.self] }
+var loadProfiles: [any LoadProfile.Type] { [RNGLoad.self, BlockLoad.self, I2CLoad.self, RPMBLoad.self, GPIOLoad.self, InputLoad.self, ConsoleLoad.self, VsockLoad.self, SoundLoad.self] }
 
 /// A daemon configuration the soak can run: a profile and extra daemon arguments.
 struct SoakTarget {

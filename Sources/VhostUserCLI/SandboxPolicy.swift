@@ -16,8 +16,14 @@ public struct SandboxPolicy: Sendable, Equatable, ExpressibleByArrayLiteral {
 
     public init(arrayLiteral rules: SystemCallRule...) { self.init(rules) }
 
-    /// The rules of both policies.
-    public func union(_ other: SandboxPolicy) -> SandboxPolicy { SandboxPolicy(rules + other.rules) }
+    /// The rules of both policies; a call one of them allows with any arguments is not refused by
+    /// the other (libseccomp keeps the first of two unconditional actions for one call, so the
+    /// runtime's `openat` refusal would otherwise hide a device's `openat`).
+    public func union(_ other: SandboxPolicy) -> SandboxPolicy {
+        let all = rules + other.rules
+        let allowed = Set(all.filter { $0.verdict == .allow && $0.conditions.isEmpty }.map(\.name))
+        return SandboxPolicy(all.filter { $0.verdict == .allow || !allowed.contains($0.name) })
+    }
 
     /// The distinct system calls the policy lets run (with some arguments at least).
     public var allowedCalls: Set<String> { Set(rules.filter { $0.verdict == .allow }.map(\.name)) }

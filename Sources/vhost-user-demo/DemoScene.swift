@@ -14,7 +14,7 @@ struct DemoScene: Sendable {
     let run: @Sendable (_ arguments: [String]) throws -> String
 
     /// Every scene, in the order the demo runs them. A new device adds its scene here.
-    static let all: [DemoScene] = [.rng, .block, .i2c, .rpmb, .gpio, .input, .console, .vsock]
+    static let all: [DemoScene] = [.rng, .block, .i2c, .rpmb, .gpio, .input, .console, .vsock, .sound]
 }
 
 /// Why a scene failed.
