@@ -107,7 +107,7 @@ extension VsockGuestTests {
         let aListens = DispatchSemaphore(value: 0)
         let started = ContinuousClock.now
         let results = try GuestTestBed.runTogether([
-            GuestRun(daemons: [daemon], modules: [], script: Self.listenerScript, timeout: .seconds(120),
+            GuestRun(daemons: [daemon], modules: [], script: Self.listenerScript, timeout: .seconds(300),
                      machine: .customKernel, tools: ["vsock-tool"],
                      hostAction: { control in
                          // Each echo prints echo.listening=PORT once it listens.
@@ -117,7 +117,7 @@ extension VsockGuestTests {
                          aListens.signal()
                      }),
             GuestRun(daemons: [GuestDaemon(listeningOn: socketB, qemuDevice: "vhost-user-vsock-pci")], modules: [],
-                     script: Self.connectorScript, timeout: .seconds(120), machine: .customKernel, tools: ["vsock-tool"],
+                     script: Self.connectorScript, timeout: .seconds(300), machine: .customKernel, tools: ["vsock-tool"],
                      hostAction: { control in
                          guard aListens.wait(timeout: .now() + 100) == .success else {
                              throw GuestTestBedError("guest A never listened")
