@@ -112,14 +112,15 @@ extension VsockGuestTests {
                      hostAction: { control in
                          // Each echo prints echo.listening=PORT once it listens.
                          for _ in 0..<2 {
-                             try control.waitForLine(timeout: .seconds(100)) { $0.hasPrefix("echo.listening=") }
+                             try control.waitForLine(timeout: .seconds(280)) { $0.hasPrefix("echo.listening=") }
                          }
                          aListens.signal()
                      }),
             GuestRun(daemons: [GuestDaemon(listeningOn: socketB, qemuDevice: "vhost-user-vsock-pci")], modules: [],
                      script: Self.connectorScript, timeout: .seconds(300), machine: .customKernel, tools: ["vsock-tool"],
                      hostAction: { control in
-                         guard aListens.wait(timeout: .now() + 100) == .success else {
+                         // A boots at the same time as B: on a busy machine that alone can take minutes.
+                         guard aListens.wait(timeout: .now() + 280) == .success else {
                              throw GuestTestBedError("guest A never listened")
                          }
                          try control.send("go")
