@@ -92,7 +92,7 @@ struct SoundCommand: ParsableCommand {
     /// opened before the sandbox); the alsa backend opens a host PCM at PREPARE (its device nodes, the
     /// sound ioctls: types 'A' PCM and 'U' control, and what alsa-lib's plugins do around them).
     static func identity(alsa: Bool) -> DaemonIdentity {
-        let alsaCalls: SandboxPolicy = ["openat", "pread64", "faccessat", "faccessat2", "access", "readlink", "uname",
+        let alsaCalls: SandboxPolicy = ["openat", "pread64", "faccessat", "faccessat2", "access", "readlink", "readlinkat", "uname",
                                          "getdents64", "statx", "fstatfs", "pipe2",
                                          SystemCallRule("ioctl", where: .argument(1, masked: 0xff00, equals: 0x4100)),
                                          SystemCallRule("ioctl", where: .argument(1, masked: 0xff00, equals: 0x5500))]
