@@ -34,8 +34,10 @@ public final class GuestControl: Sendable {
     }
 
     /// Sends `line` to the guest script, which reads it with `read -r VARIABLE <&3` (the guest's
-    /// third serial port). Send only after a line of the script's (`waitForLine`) says it is running.
-    public func send(_ line: String) throws {
+    /// third serial port). It first waits (up to `timeout`) until the guest's /init has opened that
+    /// port: what a serial port receives before the guest opens it is lost.
+    public func send(_ line: String, timeout: Duration = .seconds(300)) throws {
+        try output.waitUntilStarted(timeout: timeout)
         let fd = open(inputPath, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw GuestTestBedError("cannot open the guest's input \(inputPath): errno \(errno)") }
         defer { close(fd) }
@@ -217,6 +219,24 @@ final class OutputWatcher: @unchecked Sendable {
     private var lastLines: String { (lines.suffix(10) + [String(decoding: pending, as: UTF8.self)]).joined(separator: "\n") }
 
     func waitForLine(timeout: Duration, where predicate: (String) -> Bool) throws -> String {
+        try wait(timeout: timeout, for: "the awaited line") {
+            while consumed < lines.count {
+                let line = lines[consumed]
+                consumed += 1
+                if predicate(line) { return line }
+            }
+            return nil
+        }
+    }
+
+    /// Waits until the guest has printed its first line (/init's begin marker, written once the
+    /// script's input descriptor is open), without consuming anything.
+    func waitUntilStarted(timeout: Duration) throws {
+        _ = try wait(timeout: timeout, for: "its first line") { lines.isEmpty ? nil : "" }
+    }
+
+    /// Polls the file until `found` (called under `lock` after each read) returns a line.
+    private func wait(timeout: Duration, for what: String, _ found: () -> String?) throws -> String {
         lock.lock()
         defer { lock.unlock() }
         let clock = ContinuousClock()
@@ -227,17 +247,13 @@ final class OutputWatcher: @unchecked Sendable {
             var events = [UInt8](repeating: 0, count: 4096)
             while read(inotify, &events, events.count) > 0 {}
             readNew()
-            while consumed < lines.count {
-                let line = lines[consumed]
-                consumed += 1
-                if predicate(line) { return line }
-            }
+            if let line = found() { return line }
             if ended {
-                throw GuestTestBedError("the guest run ended before the guest printed the awaited line; its last lines:\n\(lastLines)")
+                throw GuestTestBedError("the guest run ended before the guest printed \(what); its last lines:\n\(lastLines)")
             }
             let left = deadline - clock.now
             guard left > .zero else {
-                throw GuestTestBedError("the guest did not print the awaited line within \(timeout); its last lines:\n\(lastLines)")
+                throw GuestTestBedError("the guest did not print \(what) within \(timeout); its last lines:\n\(lastLines)")
             }
             var fds = [pollfd(fd: inotify, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: endedReader, events: Int16(POLLIN), revents: 0)]

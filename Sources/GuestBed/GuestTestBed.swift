@@ -72,7 +72,7 @@ public enum GuestTestBed {
     /// Boots `guests` at the same time (e.g. two guests of one vsock group that talk to each other),
     /// each once the daemons of the guest before it are ready: a later guest can attach, with
     /// `GuestDaemon(listeningOn:)`, to a daemon an earlier guest's run started. Returns the results
-    /// in order; throws the first guest's failure.
+    /// in order; throws when any guest fails, with every failure.
     public static func runTogether(_ guests: [GuestRun]) throws -> [GuestResult] {
         guestLock.lock()
         defer { guestLock.unlock() }
@@ -89,7 +89,14 @@ public enum GuestTestBed {
             ready.wait()
         }
         finished.wait()
-        return try results.all.map { try $0!.get() }
+        // One guest's failure often starts in another: report every guest that failed.
+        let all = results.all.map { $0! }
+        let failures = all.enumerated().compactMap { index, result -> String? in
+            guard case let .failure(error) = result else { return nil }
+            return "guest \(index) of \(all.count): \(error)"
+        }
+        guard failures.isEmpty else { throw GuestTestBedError(failures.joined(separator: "\n\n")) }
+        return try all.map { try $0.get() }
     }
 
     /// One guest's run (see `run`), with `daemonsReady` called once its daemons are ready.

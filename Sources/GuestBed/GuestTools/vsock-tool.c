@@ -47,6 +47,13 @@ static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n) {
 static int vsock_connect(unsigned cid, unsigned port, int type) {
     int fd = socket(AF_VSOCK, type, 0);
     if (fd < 0) return -1;
+    /* Linux gives up on a connect after 2 s. Between two guests under TCG on a busy machine the
+     * peer's RESPONSE can take longer (each guest answers only when it is scheduled), and a timed-out
+     * connect is indistinguishable from a lost one: wait as long as a test may run instead. */
+    struct timeval patience = { .tv_sec = 240 };
+    if (setsockopt(fd, AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, &patience, sizeof(patience)) < 0) {
+        int e = errno; close(fd); errno = e; return -1;
+    }
     struct sockaddr_vm addr = { .svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port };
     if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) { int e = errno; close(fd); errno = e; return -1; }
     return fd;
