@@ -56,13 +56,7 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
         let ring = FuzzRing(&input, layout: layout)
         let oracle = RingOracle(ring)
         let queue = ring.makeQueue(index: index, extraFeatures: features, policy: device.malformedChainPolicy)
-        // What the queue's worker does: turns of its group, then the stop.
-        let group = try! QueueGroup(queues: [queue], handler: device.makeGroupHandler(queues: [index], features: features),
-                                    logger: quietLogger)
-        group.start()
-        for _ in 0..<4 { group.turn(timeoutMilliseconds: 0) }
-        group.requestStop()
-        group.finish()
+        runQueueGroup(device, queue, features: features)
         oracle.expectValidUsedRing()
     }
     watch.check()

@@ -22,20 +22,6 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutable
     return 0
 }
 
-/// Runs one queue group of `device` over `queue` alone, as a worker does, until the ring is empty;
-/// then stops it (held eventq buffers come back).
-func runGroup(_ device: GPIODevice, _ queue: Virtqueue, features: UInt64) {
-    guard let group = try? QueueGroup(queues: [queue], handler: device.makeGroupHandler(queues: [queue.index], features: features),
-                                      logger: quietLogger) else { fatalError("cannot make a queue group") }
-    group.start()
-    for _ in 0..<4 {
-        group.turn(timeoutMilliseconds: 0)
-        if queue.brokenReason != nil || !queue.hasAvailable { break }
-    }
-    group.requestStop()
-    group.finish()
-}
-
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
     var input = FuzzInput(FuzzTarget.input(start, count))
@@ -47,7 +33,7 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
         for index in [VirtioGPIO.requestQueue, VirtioGPIO.eventQueue] {
             let ring = FuzzRing(&input, layout: memory.layouts[input.below(memory.layouts.count)])
             let oracle = RingOracle(ring)
-            runGroup(device, ring.makeQueue(index: index, extraFeatures: features, policy: device.malformedChainPolicy), features: features)
+            runQueueGroup(device, ring.makeQueue(index: index, extraFeatures: features, policy: device.malformedChainPolicy), features: features)
             oracle.expectValidUsedRing()
         }
     }

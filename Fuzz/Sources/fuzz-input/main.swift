@@ -73,12 +73,7 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
         let oracle = RingOracle(ring)
         let index = config & 1 == 0 ? InputDevice.eventQueue : InputDevice.statusQueue
         let queue = ring.makeQueue(index: index, policy: device.malformedChainPolicy)
-        guard let group = try? QueueGroup(queues: [queue], handler: device.makeGroupHandler(queues: [index], features: ring.features),
-                                          logger: quietLogger) else { fatalError("QueueGroup") }
-        group.start()
-        for _ in 0..<4 { group.turn(timeoutMilliseconds: 0) }
-        group.requestStop()
-        group.finish()
+        runQueueGroup(device, queue, features: ring.features)
         oracle.expectValidUsedRing()
     }
     watch.check()

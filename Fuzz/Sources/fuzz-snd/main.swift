@@ -24,19 +24,6 @@ public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutable
     return 0
 }
 
-/// Runs `device`'s group over `queue` alone until the ring is empty, then stops it.
-func runGroup(_ device: SoundDevice, _ queue: Virtqueue) {
-    guard let group = try? QueueGroup(queues: [queue], handler: device.makeGroupHandler(queues: [queue.index], features: device.deviceFeatures),
-                                      logger: quietLogger) else { fatalError("cannot make a queue group") }
-    group.start()
-    for _ in 0..<4 {
-        group.turn(timeoutMilliseconds: 0)
-        if queue.brokenReason != nil || !queue.hasAvailable { break }
-    }
-    group.requestStop()
-    group.finish()
-}
-
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
     var input = FuzzInput(FuzzTarget.input(start, count))
@@ -45,7 +32,8 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
     for index in [VirtioSound.controlQueue, VirtioSound.eventQueue, VirtioSound.txQueue, VirtioSound.rxQueue] {
         let ring = FuzzRing(&input, layout: memory.layouts[input.below(memory.layouts.count)])
         let oracle = RingOracle(ring)
-        runGroup(device, ring.makeQueue(index: index, extraFeatures: device.deviceFeatures, policy: device.malformedChainPolicy))
+        runQueueGroup(device, ring.makeQueue(index: index, extraFeatures: device.deviceFeatures, policy: device.malformedChainPolicy),
+                      features: device.deviceFeatures)
         oracle.expectValidUsedRing()
     }
     watch.check()

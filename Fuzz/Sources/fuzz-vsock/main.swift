@@ -62,12 +62,7 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
     let ring = FuzzRing(&input, layout: layout)
     let oracle = RingOracle(ring)
     let queue = ring.makeQueue(index: index, extraFeatures: device.deviceFeatures, policy: device.malformedChainPolicy)
-    let group = try! QueueGroup(queues: [queue], handler: device.makeGroupHandler(queues: [index], features: device.deviceFeatures),
-                                logger: quietLogger)
-    group.start()
-    for _ in 0..<4 { group.turn(timeoutMilliseconds: 0) }
-    group.requestStop()
-    group.finish()
+    runQueueGroup(device, queue, features: device.deviceFeatures)
     oracle.expectValidUsedRing()
     watch.check()
     return 0
