@@ -38,12 +38,17 @@ public final class GuestControl: Sendable {
     /// port: what a serial port receives before the guest opens it is lost.
     public func send(_ line: String, timeout: Duration = .seconds(300)) throws {
         try output.waitUntilStarted(timeout: timeout)
-        let fd = open(inputPath, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { throw GuestTestBedError("cannot open the guest's input \(inputPath): errno \(errno)") }
+        try Self.write(line, toInput: inputPath)
+    }
+
+    /// Writes `line` and a newline into the FIFO that QEMU's `pipe` chardev reads for the guest.
+    static func write(_ line: String, toInput path: String) throws {
+        let fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw GuestTestBedError("cannot open the guest's input \(path): errno \(errno)") }
         defer { close(fd) }
         let bytes = Array((line + "\n").utf8)
-        guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
-            throw GuestTestBedError("cannot write to the guest's input \(inputPath): errno \(errno)")
+        guard bytes.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
+            throw GuestTestBedError("cannot write to the guest's input \(path): errno \(errno)")
         }
     }
 

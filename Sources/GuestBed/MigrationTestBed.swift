@@ -173,13 +173,7 @@ public final class MigrationControl {
 
     /// Sends `line` to the guest script (`read -r VARIABLE <&3`) through `side`'s input port.
     public func send(_ line: String, to side: MigrationTestBed.Side) throws {
-        let fd = open(inputs[side.rawValue], O_WRONLY | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { throw GuestTestBedError("cannot open the guest's input: errno \(errno)") }
-        defer { close(fd) }
-        let bytes = Array((line + "\n").utf8)
-        guard bytes.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == bytes.count else {
-            throw GuestTestBedError("cannot write to the guest's input: errno \(errno)")
-        }
+        try GuestControl.write(line, toInput: inputs[side.rawValue])
     }
 
     /// Sets migration `parameters` on the source (migrate-set-parameters), e.g. `max-bandwidth`.
