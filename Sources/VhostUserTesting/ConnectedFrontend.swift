@@ -16,7 +16,8 @@ public class ConnectedFrontend {
     public var features: UInt64 { frontend.features }
 
     /// Brings the daemon behind `frontend` up as `profile` does (accepting every feature offered but
-    /// `maskFeatures`) on `memorySize` bytes of guest memory split into `regionCount` equal regions.
+    /// `maskFeatures`) on `memorySize` bytes of guest memory split into `regionCount` equal regions,
+    /// and returns once the daemon has handled the whole bring-up.
     /// A nil `profile` sends nothing: memory and rings are laid out and the bring-up is the test's.
     public init(_ frontend: FakeFrontend, profile: FrontendProfile? = .qemu, queueSizes: [Int] = [16],
                 memorySize: Int = 4 << 20, regionCount: Int = 1, maskFeatures: UInt64 = 0,
@@ -30,6 +31,11 @@ public class ConnectedFrontend {
             let setup = try frontend.setUp(profile, memory: memory, queues: queues, maskFeatures: maskFeatures,
                                            withBackendChannel: withBackendChannel)
             backendSocket = setup.backendSocket
+            // Front-ends do not wait for the last ring messages (SET_VRING_ENABLE, SET_STATUS) to be
+            // handled, and a daemon may still be starting queues when the first request arrives (on a
+            // busy machine, long after: its session thread lags its workers). A test's requests must
+            // find the device brought up, so one round trip ensures the daemon has read everything.
+            _ = try frontend.getFeatures()
         } else {
             backendSocket = nil
         }
