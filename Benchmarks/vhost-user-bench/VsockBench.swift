@@ -12,23 +12,37 @@ import Glibc
 #endif
 
 func runVsockBench(_ a: Arguments) throws {
-    let seconds = a.double("seconds", 3), message = a.int("message", 64 << 10), depth = a.int("depth", 32)
-    let pair = try socketPairRate(seconds: seconds, chunk: message)
+    let seconds = a.double("seconds", 1), message = a.int("message", 64 << 10), depth = a.int("depth", 32)
+    let rounds = max(1, a.int("rounds", 5))
     let bench = try VsockBenchDevice(message: message, depth: depth)
     defer { bench.stop() }
-    let guestToHost = try bench.rate(seconds: seconds, towardGuest: false)
-    let hostToGuest = try bench.rate(seconds: seconds, towardGuest: true)
-    let unixConnects = try unixConnectRate(seconds: seconds)
-    let vsockConnects = try bench.connectRate(seconds: seconds)
-    print("vsock: one stream connection, \(message) B messages, ring depth \(depth), \(seconds) s each")
-    print("  unix socket pair, \(message) B writes (reference): \(fixed(pair / 1e6, 1)) MB/s")
-    print("  guest -> host through the daemon:             \(fixed(guestToHost / 1e6, 1)) MB/s")
-    print("  host -> guest through the daemon:             \(fixed(hostToGuest / 1e6, 1)) MB/s")
-    print("  ratio guest->host / socket pair: \(fixed(guestToHost / pair, 2))")
-    print("  ratio host->guest / socket pair: \(fixed(hostToGuest / pair, 2))")
-    print("  unix connect+accept+close (reference): \(fixed(unixConnects, 0)) connections/s")
-    print("  vsock REQUEST+RESPONSE+RST via the daemon: \(fixed(vsockConnects, 0)) connections/s")
-    print("  ratio connections vsock / unix: \(fixed(vsockConnects / unixConnects, 2))")
+    // Rounds alternate the reference and the daemon, so a busy moment of a shared machine lands on
+    // both; each figure is the median of its rounds.
+    var pair: [Double] = [], guestToHost: [Double] = [], hostToGuest: [Double] = [], unix: [Double] = [], vsock: [Double] = []
+    for _ in 0..<rounds {
+        pair.append(try socketPairRate(seconds: seconds, chunk: message))
+        guestToHost.append(try bench.rate(seconds: seconds, towardGuest: false))
+        hostToGuest.append(try bench.rate(seconds: seconds, towardGuest: true))
+        unix.append(try unixConnectRate(seconds: seconds))
+        vsock.append(try bench.connectRate(seconds: seconds))
+    }
+    let (p, g, h, u, v) = (median(pair), median(guestToHost), median(hostToGuest), median(unix), median(vsock))
+    print("vsock: one stream connection, \(message) B messages, ring depth \(depth); medians of \(rounds) rounds of \(seconds) s each")
+    print("  unix socket pair, \(message) B writes (reference): \(fixed(p / 1e6, 1)) MB/s")
+    print("  guest -> host through the daemon:             \(fixed(g / 1e6, 1)) MB/s")
+    print("  host -> guest through the daemon:             \(fixed(h / 1e6, 1)) MB/s")
+    print("  ratio guest->host / socket pair: \(fixed(g / p, 2))")
+    print("  ratio host->guest / socket pair: \(fixed(h / p, 2))")
+    print("  unix connect+accept+close (reference): \(fixed(u, 0)) connections/s")
+    print("  vsock REQUEST+RESPONSE+RST via the daemon: \(fixed(v, 0)) connections/s")
+    print("  ratio connections vsock / unix: \(fixed(v / u, 2))")
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    let mid = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
 }
 
 /// The reference for connections: connect, accept and close a unix stream socket, one after another.
@@ -68,7 +82,7 @@ final class VsockBenchDevice {
         self.message = message
         self.depth = depth
         var options = VsockDevice.Options()
-        options.bufferBytes = UInt32(max(256 << 10, message * 4))
+        options.bufferBytes = max(options.bufferBytes, UInt32(message * 4))
         let device = try VsockDevice(guestCID: 3, host: HostSockets(path: path), options: options)
         let size = max(16, (depth * 2).nextPowerOfTwo)
         let packet = message + VirtioVsock.headerSize

@@ -5,7 +5,7 @@
 //   vhost-user-bench gpio [--iterations N]
 //   vhost-user-bench console [--seconds S] [--buffer BYTES] [--depth N]
 //   vhost-user-bench blk-log [--seconds S] [--depth N] [--rounds N] [--file PATH] [--size-mib N]
-//   vhost-user-bench vsock [--seconds S] [--message BYTES] [--depth N]
+//   vhost-user-bench vsock [--seconds S] [--message BYTES] [--depth N] [--rounds N]
 import RNGDevice
 import BenchmarkSupport
 import VhostUserKit
@@ -94,6 +94,6 @@ default:
     print("       vhost-user-bench gpio [--iterations N]")
     print("       vhost-user-bench console [--seconds S] [--buffer BYTES] [--depth N]")
     print("       vhost-user-bench blk-log [--seconds S] [--depth N] [--rounds N] [--file PATH] [--size-mib N]")
-    print("       vhost-user-bench vsock [--seconds S] [--message BYTES] [--depth N]")
+    print("       vhost-user-bench vsock [--seconds S] [--message BYTES] [--depth N] [--rounds N]")
     exit(2)
 }

@@ -17,7 +17,8 @@ public struct ConnectionKey: Hashable, Sendable {
 }
 
 /// One vsock connection of a guest and its host socket: the state both credit windows need, and the
-/// guest's bytes not yet written to the host (at most `bufAlloc`, the window the guest was given).
+/// guest's bytes not yet written to the host (at most `bufAlloc`, the window the guest was given; the
+/// buffer starts at 64 KiB and grows towards that only while a host reader falls behind).
 ///
 /// Guest → host: RW payloads go into `toHost` and on to the socket as fast as it takes them; `fwdCnt`
 /// counts what left, and the guest's credit is `bufAlloc - (its tx_cnt - fwdCnt)`, so a slow host
@@ -82,8 +83,21 @@ final class VsockConnection {
         self.state = state
         self.socket = socket
         self.bufAlloc = bufAlloc
-        toHost = ByteRing(capacity: Int(bufAlloc))
+        toHost = ByteRing(capacity: min(Int(bufAlloc), Self.initialHostBuffer))
         toGuest = ByteRing(capacity: type == .seqpacket ? VirtioVsock.maxPacketPayload : 1)
+    }
+
+    /// What `toHost` holds at first: most host readers keep up, and the socket takes the bytes.
+    static let initialHostBuffer = 64 << 10
+
+    /// Whether `length` more guest bytes fit the window the guest was given.
+    func hostWindowHolds(_ length: Int) -> Bool { toHost.count + length <= Int(bufAlloc) }
+
+    /// Grows `toHost` (doubling, at most to `bufAlloc`) so that `length` more bytes fit; the caller
+    /// checked `hostWindowHolds`.
+    func reserveForHost(_ length: Int) {
+        guard toHost.free < length else { return }
+        toHost.grow(to: min(Int(bufAlloc), max(toHost.capacity * 2, toHost.count + length)))
     }
 
     /// How many bytes the guest can take now.

@@ -12,8 +12,9 @@ import Glibc
 public final class VsockDevice: VhostUserDevice {
     public struct Options: Sendable {
         /// The receive window each connection gives the guest (buf_alloc): the most guest bytes held
-        /// for a host socket that does not read.
-        public var bufferBytes: UInt32 = 256 << 10
+        /// for a host socket that does not read (held in a buffer that grows to it only while the
+        /// host falls behind).
+        public var bufferBytes: UInt32 = 1 << 20
         /// The most connections at once; further requests are refused (RST).
         public var maxConnections = 4096
         /// Offer VIRTIO_VSOCK_F_SEQPACKET.

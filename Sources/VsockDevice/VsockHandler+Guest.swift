@@ -136,8 +136,9 @@ extension VsockHandler {
     /// An RW packet's payload into the connection's bytes for the host (within the credit given).
     private func receiveData(_ connection: VsockConnection, _ header: VsockHeader, _ payload: inout ChainReader) {
         let length = Int(header.length)
-        guard length <= connection.toHost.free else {
-            return resetAndRefuse(connection, header, "\(length) bytes beyond the credit given (\(connection.toHost.free) free)")
+        guard connection.hostWindowHolds(length) else {
+            let free = Int(connection.bufAlloc) - connection.toHost.count
+            return resetAndRefuse(connection, header, "\(length) bytes beyond the credit given (\(free) free)")
         }
         guard connection.guestShutdown & VirtioVsock.shutdownSend == 0 else {
             return resetAndRefuse(connection, header, "data after SHUTDOWN(SEND)")
@@ -148,6 +149,7 @@ extension VsockHandler {
             sent = payload.drain(upTo: length) { piece in max(0, send(fd, piece.baseAddress, piece.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))) }
             connection.fwdCnt &+= UInt32(sent)
         }
+        connection.reserveForHost(length - sent)
         _ = connection.toHost.append(from: &payload, upTo: length - sent)
         if connection.type == .seqpacket {
             connection.partialMessage += length

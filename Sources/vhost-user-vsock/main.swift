@@ -40,7 +40,7 @@ struct VsockCommand: ParsableCommand {
     var udsPath: String?
 
     @Option(name: .long, help: "Guest bytes buffered per connection for the host side (the credit the guest gets).")
-    var bufferBytes: UInt32 = 256 << 10
+    var bufferBytes: UInt32 = 1 << 20
 
     @Option(name: .long, help: "The most connections at once.")
     var maxConnections: Int = 4096

@@ -38,7 +38,7 @@ struct VsockConnectTests {
         driver.send(.request, port: 1111, to: 5000)
         let response = try #require(driver.expect(.response, port: 1111))
         #expect(response.header.srcCID == 2 && response.header.srcPort == 5000 && response.header.dstCID == 3)
-        #expect(response.header.bufAlloc == 256 << 10 && response.header.fwdCnt == 0)
+        #expect(response.header.bufAlloc == VsockDevice.Options().bufferBytes && response.header.fwdCnt == 0)
         let host = try #require(acceptHost(listener))
         driver.send(.rw, port: 1111, to: 5000, payload: Array("hello host".utf8))
         var got: [UInt8] = []

@@ -41,10 +41,12 @@ struct VsockFlowTests {
         #expect(got == sent)
     }
 
-    @Test("Guest to host through a host that does not read: the guest's credit runs out, fwd_cnt advances as the host reads")
-    func guestToHostCredit() throws {
+    /// 256 KiB: the connection's buffer (64 KiB at first) grows to hold the whole window.
+    @Test("Guest to host through a host that does not read: the guest's credit runs out, fwd_cnt advances as the host reads",
+          arguments: [UInt32(64 << 10), 256 << 10])
+    func guestToHostCredit(window: UInt32) throws {
         var options = VsockDevice.Options()
-        options.bufferBytes = 64 << 10
+        options.bufferBytes = window
         let bench = try Bench(options: options)
         defer { bench.cleanUp(ports: [6000]) }
         let driver = bench.driver
@@ -53,10 +55,10 @@ struct VsockFlowTests {
         setsockopt(host.rawValue, SOL_SOCKET, SO_RCVBUF, &small, 4)
         // Send until the host's socket buffers are full and the device holds the rest (within credit).
         var sent: [UInt8] = []
-        var credit = Int(64 << 10) - 0
+        var credit = Int(window)
         var lastFwd: UInt32 = 0
         var log: [Packet] = []
-        for i in 0..<64 {
+        for i in 0..<(Int(window) + (1 << 20)) / 4096 {  // the window and more than the socket takes
             let chunk = pattern(4096, seed: i)
             guard credit >= chunk.count else { break }
             driver.send(.rw, port: 1000, to: 6000, payload: chunk)
@@ -80,7 +82,7 @@ struct VsockFlowTests {
         #expect(lastFwd > 0)
         driver.send(.creditRequest, port: 1000, to: 6000)
         let update = try #require(driver.expect(.creditUpdate, port: 1000))
-        #expect(update.header.fwdCnt == UInt32(sent.count) && update.header.bufAlloc == 64 << 10)
+        #expect(update.header.fwdCnt == UInt32(sent.count) && update.header.bufAlloc == window)
     }
 
     @Test("A guest that sends beyond the credit it was given is reset")
