@@ -49,7 +49,7 @@ final class BlockQueue: QueueHandler {
 
     func process(_ queue: Virtqueue) -> ProcessResult {
         if slotCount != queue.size { allocateSlots(queue.size) }
-        reapAll(queue, wait: false)
+        if inFlight == 0 { engine.handleIdleEvents() } else { reapAll(queue, wait: false) }
         var queued = 0
         while let chain = queue.nextChain() {
             if start(chain, queue) {

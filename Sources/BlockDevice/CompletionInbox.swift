@@ -46,17 +46,13 @@ class NetworkEngine {
         var expected: Int32
     }
 
-    let inbox: CompletionInbox
     private let tallies: UnsafeMutablePointer<Tally>
     private let depth: Int
-    private var spare: [(UInt16, Int32)] = []
 
-    init(depth: Int) throws(SystemError) {
-        inbox = try CompletionInbox()
+    init(depth: Int) {
         self.depth = depth
         tallies = .allocate(capacity: depth)
         tallies.initialize(repeating: Tally(remaining: 0, result: 0, expected: 0), count: depth)
-        spare.reserveCapacity(depth)
     }
 
     deinit { tallies.deallocate() }
@@ -69,24 +65,16 @@ class NetworkEngine {
         return true
     }
 
-    var completionDescriptor: Int32? { inbox.descriptor }
-
-    var hasCompletions: Bool { !inbox.isEmpty }
-
-    func reap(max: Int, wait: Bool, _ body: (UInt16, Int32) -> Void) -> Int {
-        inbox.take(into: &spare, wait: wait)
-        var finished = 0
-        for (tag, result) in spare {
-            let t = tallies + Int(tag)
-            if result < 0 && t.pointee.result >= 0 { t.pointee.result = result }
-            t.pointee.remaining -= 1
-            if t.pointee.remaining == 0 {
-                body(tag, t.pointee.result < 0 ? t.pointee.result : t.pointee.expected)
-                finished += 1
-            }
-        }
-        spare.removeAll(keepingCapacity: true)
-        return finished
+    /// Counts one operation's `result` (0 or -errno) for `tag`; when it was the request's last, hands
+    /// the request's result to `body` and returns true.
+    @inline(__always)
+    func count(_ tag: UInt16, _ result: Int32, _ body: (UInt16, Int32) -> Void) -> Bool {
+        let t = tallies + Int(tag)
+        if result < 0 && t.pointee.result >= 0 { t.pointee.result = result }
+        t.pointee.remaining -= 1
+        guard t.pointee.remaining == 0 else { return false }
+        body(tag, t.pointee.result < 0 ? t.pointee.result : t.pointee.expected)
+        return true
     }
 
     /// Sum of the iovec lengths: the byte count a read or write reports.
@@ -94,5 +82,30 @@ class NetworkEngine {
         var n = 0
         for i in 0..<count { n += iov[i].iov_len }
         return Int32(clamping: n)
+    }
+}
+
+/// A network engine whose results come from its client library's threads through a `CompletionInbox`
+/// (librbd's callbacks).
+class InboxEngine: NetworkEngine {
+    let inbox: CompletionInbox
+    private var spare: [(UInt16, Int32)] = []
+
+    init(depth: Int, inbox: CompletionInbox) {
+        self.inbox = inbox
+        super.init(depth: depth)
+        spare.reserveCapacity(depth)
+    }
+
+    var completionDescriptor: Int32? { inbox.descriptor }
+
+    var hasCompletions: Bool { !inbox.isEmpty }
+
+    func reap(max: Int, wait: Bool, _ body: (UInt16, Int32) -> Void) -> Int {
+        inbox.take(into: &spare, wait: wait)
+        var finished = 0
+        for (tag, result) in spare where count(tag, result, body) { finished += 1 }
+        spare.removeAll(keepingCapacity: true)
+        return finished
     }
 }

@@ -24,6 +24,10 @@ protocol IOEngine: AnyObject {
     func reap(max: Int, wait: Bool, _ body: (UInt16, Int32) -> Void) -> Int
     /// Whether finished operations are waiting to be reaped (cheap; polled by a busy worker).
     var hasCompletions: Bool { get }
+    /// The worker runs with nothing in flight: an engine whose descriptor also reports events of its own
+    /// (a network connection's loss, a reconnect timer) takes them, so that the descriptor does not stay
+    /// readable for a worker with nothing to reap.
+    func handleIdleEvents()
     /// Releases the engine's threads and descriptors once nothing is in flight (the queue stopped).
     /// The engine is not used again; calling it twice is harmless.
     func shutdown()
@@ -34,6 +38,8 @@ protocol IOEngine: AnyObject {
 
 extension IOEngine {
     func beginStopping() {}
+
+    func handleIdleEvents() {}
 
     /// Local-file engines leave ranges to `BlockBackend`.
     var handlesRanges: Bool { false }

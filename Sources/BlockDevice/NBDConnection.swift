@@ -4,17 +4,24 @@ import Logging
 import Glibc
 #endif
 
-/// An NBD engine's connection: made, polled, dropped when dead and made again, at most every
-/// half second; it logs a lost connection and a failed reconnect once, and the recovery once.
+/// An NBD engine's connection, never blocking the queue worker: made with libnbd's asynchronous
+/// connect (the handshake advances with the socket's readiness, like any command), dropped when dead
+/// and made again, at most every half second; it logs a lost connection and a failed connect once,
+/// and the recovery once.
 struct NBDConnection {
     let uri: String
     let retryNanoseconds: UInt64
     let logger: Logger
     private(set) var handle: OpaquePointer?
-    private var nextAttempt: UInt64 = 0
+    /// The handshake finished on `handle`: commands may be issued.
+    private(set) var isConnected = false
+    /// When the next connect may start (monotonic ns).
+    private(set) var nextAttempt: UInt64 = 0
     /// Down since the last connection (logged), and the last failed attempt's error (logged once).
     private var reportedDown = false
     private var lastFailure: String?
+    /// Why the connect in progress failed, taken when libnbd said so (its error is per thread and call).
+    private var connectError: String?
 
     init(uri: String, retrySeconds: Int, logger: Logger) {
         self.uri = uri
@@ -22,59 +29,84 @@ struct NBDConnection {
         self.logger = logger
     }
 
-    /// Connects when there is no connection and the last attempt is half a second old.
-    mutating func connectIfDue() {
-        guard handle == nil else { return }
-        let now = monotonicNanoseconds()
-        guard now >= nextAttempt else { return }
+    /// Starts connecting when there is no connection and the last attempt is half a second old.
+    mutating func connectIfDue(now: UInt64) {
+        guard handle == nil, now >= nextAttempt else { return }
         nextAttempt = now + 500_000_000
-        do {
-            handle = try NBDStore.connect(uri)
-            if reportedDown { logger.notice("nbd \(uri): connected again") }
-            reportedDown = false
-            lastFailure = nil
-        } catch {
-            if lastFailure != error.description { logger.error("nbd \(uri): \(error.description); retrying every 0.5 s") }
-            reportedDown = true
-            lastFailure = error.description
+        guard let h = nbd_create() else { return noteFailure("cannot create an NBD handle: \(NBDStore.lastError())") }
+        // Simple replies: a read's data follows one 16-byte header (structured replies cost libnbd several
+        // reads per reply; nothing here uses what they add). No zeroing of read buffers before the read
+        // (a failed read answers the guest IOERR whatever the buffer holds).
+        _ = nbd_set_request_structured_replies(h, false)
+        _ = nbd_set_pread_initialize(h, false)
+        guard nbd_aio_connect_uri(h, uri) == 0 else {
+            let message = NBDStore.lastError()
+            nbd_close(h)
+            return noteFailure("cannot connect: \(message)")
         }
+        handle = h
+        isConnected = false
+        connectError = nil
+        noteProgress()
     }
 
-    /// Whether the connection died (the server went away or broke the protocol).
+    /// The socket libnbd uses now (-1: none) and the direction it waits for.
+    var socket: (fd: Int32, direction: UInt32) {
+        guard let handle else { return (-1, 0) }
+        return (nbd_aio_get_fd(handle), nbd_aio_get_direction(handle))
+    }
+
+    /// Lets libnbd read and write as the socket allows; completion callbacks run in here. Replies go
+    /// first (they may change what is left to send); a hang-up or error goes to the direction libnbd
+    /// waits for, which then finds it.
+    mutating func notify(_ readiness: NBDWaitSet.SocketReadiness) {
+        guard let handle, readiness.any else { return }
+        var r: Int32 = 0
+        if wants(LIBNBD_AIO_DIRECTION_READ) && (readiness.readable || readiness.hangUp) { r = nbd_aio_notify_read(handle) }
+        if r == 0 && wants(LIBNBD_AIO_DIRECTION_WRITE) && (readiness.writable || readiness.hangUp) { r = nbd_aio_notify_write(handle) }
+        if r != 0 && !isConnected && connectError == nil { connectError = NBDStore.lastError() }
+        noteProgress()
+    }
+
+    private func wants(_ direction: Int32) -> Bool {
+        guard let handle else { return false }
+        return nbd_aio_get_direction(handle) & UInt32(direction) != 0
+    }
+
+    /// Notes a finished handshake (logs the recovery once).
+    private mutating func noteProgress() {
+        guard !isConnected, let handle, nbd_aio_is_ready(handle) == 1 else { return }
+        isConnected = true
+        if reportedDown { logger.notice("nbd \(uri): connected again") }
+        reportedDown = false
+        lastFailure = nil
+    }
+
+    private mutating func noteFailure(_ message: String) {
+        if lastFailure != message { logger.error("nbd \(uri): \(message); retrying every 0.5 s") }
+        reportedDown = true
+        lastFailure = message
+    }
+
+    /// Whether the connection (or the connect in progress) died: the server went away or broke the protocol.
     var isDead: Bool {
         guard let handle else { return false }
         return nbd_aio_is_dead(handle) == 1 || nbd_aio_is_closed(handle) == 1
     }
 
-    /// Closes a dead connection; the next `connectIfDue` makes a new one.
+    /// Closes a dead connection; the next `connectIfDue` makes a new one, at once after a lost connection.
     mutating func drop() {
         guard let handle else { return }
-        if !reportedDown { logger.error("nbd \(uri): connection lost; reconnecting") }
-        reportedDown = true
+        if isConnected {
+            if !reportedDown { logger.error("nbd \(uri): connection lost; reconnecting") }
+            reportedDown = true
+            nextAttempt = 0
+        } else {
+            noteFailure("cannot connect: \(connectError ?? NBDStore.lastError())")
+        }
         nbd_close(handle)
         self.handle = nil
-        nextAttempt = 0
-    }
-
-    /// Waits for the socket (in the direction libnbd needs) or the wake descriptor, then lets libnbd
-    /// move on; completion callbacks run in here.
-    func poll(wake: Int32, timeoutMilliseconds: Int32) {
-        var socket = pollfd(fd: -1, events: 0, revents: 0)
-        if let handle, nbd_aio_get_fd(handle) >= 0 {
-            let direction = nbd_aio_get_direction(handle)
-            socket.fd = nbd_aio_get_fd(handle)
-            if direction & UInt32(LIBNBD_AIO_DIRECTION_READ) != 0 { socket.events |= Int16(POLLIN) }
-            if direction & UInt32(LIBNBD_AIO_DIRECTION_WRITE) != 0 { socket.events |= Int16(POLLOUT) }
-        }
-        // Two pollfds on the stack: this runs for every batch of replies.
-        var fds = (pollfd(fd: wake, events: Int16(POLLIN), revents: 0), socket)
-        let ready = withUnsafeMutableBytes(of: &fds) {
-            Glibc.poll($0.baseAddress!.assumingMemoryBound(to: pollfd.self), 2, timeoutMilliseconds)
-        }
-        guard ready > 0, let handle, fds.1.fd >= 0 else { return }
-        let revents = Int32(fds.1.revents)
-        if revents & (POLLIN | POLLHUP | POLLERR) != 0 { _ = nbd_aio_notify_read(handle) }
-        if revents & POLLOUT != 0, !isDead { _ = nbd_aio_notify_write(handle) }
+        isConnected = false
     }
 
     /// Shuts the socket (a stopping queue gave up on the server): libnbd sees the connection die and
@@ -89,11 +121,12 @@ struct NBDConnection {
     /// and disconnects.
     mutating func close() {
         guard let handle else { return }
-        if !isDead, nbd_can_flush(handle) == 1, nbd_flush(handle, 0) != 0 {
+        if isConnected, !isDead, nbd_can_flush(handle) == 1, nbd_flush(handle, 0) != 0 {
             logger.error("nbd \(uri): flush on disconnect failed: \(NBDStore.lastError())")
         }
-        _ = nbd_shutdown(handle, 0)
+        if isConnected { _ = nbd_shutdown(handle, 0) }
         nbd_close(handle)
         self.handle = nil
+        isConnected = false
     }
 }

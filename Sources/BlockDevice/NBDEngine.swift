@@ -5,48 +5,66 @@ import VhostUserKit
 import Glibc
 #endif
 
-/// One queue's requests on an NBD export: a connection of its own, driven by a thread of its own that
-/// issues libnbd's asynchronous commands straight from guest memory (one per guest buffer: NBD has no
-/// vectored commands) and polls the socket. Results go to the inbox that wakes the queue worker.
-/// When the connection drops, the thread reconnects and issues the interrupted commands again (every
+/// One queue's requests on an NBD export, driven by the queue worker itself: a connection of its own
+/// on which `submit` issues libnbd's asynchronous commands straight from guest memory (one per guest
+/// buffer: NBD has no vectored commands; libnbd sends what the socket takes without blocking), and
+/// `reap` lets libnbd read the replies (and send the rest) as the socket allows; completion callbacks
+/// run on the worker, inside those calls. The worker waits on one descriptor, `NBDWaitSet`: the socket
+/// in the direction libnbd needs, and a timer for reconnect attempts and deadlines.
+/// When the connection drops, the engine reconnects and issues the interrupted commands again (every
 /// virtio-blk request is idempotent); commands still without a connection after the target's retry
-/// time fail with EIO. Sendable by hand (@unchecked): the worker and the thread share only `incoming`
-/// (locked), the eventfds and the jobs it hands over through `incoming`.
-final class NBDEngine: NetworkEngine, IOEngine, @unchecked Sendable {
+/// time fail with EIO.
+final class NBDEngine: NetworkEngine, IOEngine {
     private let store: NBDStore
     private let logger = Logger(label: "vhost-user-blk")
     /// Jobs per tag, made on first use and reused (a tag is reused only after its request finished).
     private var jobs: [[NBDJob]]
-    private var queued: [NBDJob] = []
-    private let incoming = Locked<(jobs: [NBDJob], stopping: Bool)>(([], false))
-    private let wake: EventFD
-    private var thread: PosixThread?
-    /// Filled by libnbd's completion callbacks, on the engine's thread.
+    /// Commands not on the connection: queued since the last `submit`, without a connection, interrupted.
+    private var waiting: [NBDJob] = []
+    /// Filled by libnbd's completion callbacks.
     private let finished = NBDJobList()
+    /// Requests finished and not reaped yet: (tag, result).
+    private var results: [(UInt16, Int32)] = []
+    private var inFlight = 0
+    private var connection: NBDConnection
+    private let waitSet: NBDWaitSet
+    /// The server said it is shutting down (ESHUTDOWN replies): nothing more goes on this connection.
+    private var draining = false
+    /// Stopping: when the queue's requests must be answered by (monotonic ns), and whether that passed.
+    private var stopping = false
+    private var stopDeadline: UInt64 = 0
+    private var abandoned = false
+    private var closed = false
 
     init(store: NBDStore, depth: Int) throws(SystemError) {
         self.store = store
         jobs = Array(repeating: [], count: depth)
-        wake = try EventFD()
-        try super.init(depth: depth)
-        queued.reserveCapacity(depth)
-        thread = PosixThread(name: "vhu-blk-nbd") { [unowned self] in self.run() }
+        waitSet = try NBDWaitSet()
+        connection = NBDConnection(uri: store.target.uri, retrySeconds: store.target.retrySeconds, logger: logger)
+        super.init(depth: depth)
+        waiting.reserveCapacity(depth)
+        results.reserveCapacity(depth)
+        advance()
     }
 
     deinit { shutdown() }
 
-    /// What is in flight gets answered within the retry time, or fails (see `run`).
+    var completionDescriptor: Int32? { waitSet.descriptor }
+
+    var hasCompletions: Bool { !results.isEmpty || waitSet.isReady }
+
+    /// What is in flight gets answered within the retry time, or fails (see `advance`).
     func beginStopping() {
-        incoming.withLock { $0.stopping = true }
-        wake.signal()
+        stopping = true
+        advance()
     }
 
-    /// Stops and joins the thread (nothing is in flight: the queue reaped every result first).
+    /// Flushes and closes the connection (nothing is in flight: the queue reaped every result first).
     func shutdown() {
-        guard let thread else { return }
-        beginStopping()
-        thread.join()
-        self.thread = nil
+        guard !closed else { return }
+        closed = true
+        waitSet.forgetSocket()
+        connection.close()
     }
 
     private func job(_ tag: UInt16, _ part: Int) -> NBDJob {
@@ -64,7 +82,7 @@ final class NBDEngine: NetworkEngine, IOEngine, @unchecked Sendable {
         j.flags = flags
         j.flushAfter = flushAfter
         j.deadline = 0
-        queued.append(j)
+        waiting.append(j)
     }
 
     private func transfer(_ operation: NBDJob.Operation, _ iov: UnsafePointer<iovec>, count: Int, offset: UInt64, sync: Bool, tag: UInt16) -> Bool {
@@ -107,94 +125,115 @@ final class NBDEngine: NetworkEngine, IOEngine, @unchecked Sendable {
     }
 
     func submit() {
-        guard !queued.isEmpty else { return }
-        incoming.withLock { $0.jobs.append(contentsOf: queued) }
-        queued.removeAll(keepingCapacity: true)
-        wake.signal()
+        if !waiting.isEmpty { advance() }
     }
 
-    // MARK: The connection's thread
+    func reap(max: Int, wait: Bool, _ body: (UInt16, Int32) -> Void) -> Int {
+        service(timeoutMilliseconds: 0)
+        while wait && results.isEmpty { service(timeoutMilliseconds: 100) }
+        let n = results.count
+        for (tag, result) in results { body(tag, result) }
+        results.removeAll(keepingCapacity: true)
+        return n
+    }
 
-    private func run() {
-        var connection = NBDConnection(uri: store.target.uri, retrySeconds: store.target.retrySeconds, logger: logger)
-        var waiting: [NBDJob] = []
-        var taken: [NBDJob] = []
-        var inFlight = 0
-        // The server said it is shutting down (ESHUTDOWN replies): nothing more goes on this connection.
-        var draining = false
-        // Stopping: when the queue's requests must be answered by (monotonic ns), and whether that passed.
-        var stopDeadline: UInt64 = 0
-        var abandoned = false
-        connection.connectIfDue()
+    /// Takes a lost connection or a fired timer while nothing is in flight: the wait set must not stay
+    /// readable for a worker that has nothing to reap.
+    func handleIdleEvents() { service(timeoutMilliseconds: 0) }
+
+    // MARK: Driving the connection (on the queue worker)
+
+    /// Lets libnbd read and write what the socket is ready for, takes a fired timer, and moves on.
+    private func service(timeoutMilliseconds: Int32) {
+        let events = waitSet.wait(timeoutMilliseconds: timeoutMilliseconds)
+        if events.socket.any { connection.notify(events.socket) }
+        advance()
+    }
+
+    /// Everything that follows from the state now: finished commands reported (or issued again), a dead
+    /// connection dropped and a new one started, waiting commands issued, or failed past their
+    /// deadline; then what the wait set watches and when its timer fires.
+    private func advance() {
         while true {
-            wake.drain()
-            let stopping = incoming.withLock { state in
-                swap(&state.jobs, &taken)
-                return state.stopping
-            }
-            waiting.append(contentsOf: taken)
-            taken.removeAll(keepingCapacity: true)
-            if stopping && waiting.isEmpty && inFlight == 0 { break }
-            if stopping && !abandoned {
-                // A queue stops within the retry time: a server that does not answer gets its connection
-                // shut, which makes libnbd fail what is in flight, and every request left fails with IOERR.
-                let now = monotonicNanoseconds()
-                if stopDeadline == 0 { stopDeadline = now + connection.retryNanoseconds }
-                if now >= stopDeadline {
-                    abandoned = true
-                    logger.error("nbd \(store.target.uri): stopping with \(inFlight + waiting.count) command(s) unanswered after \(connection.retryNanoseconds / 1_000_000_000) s; they fail with IOERR")
-                    connection.abort()
-                }
-            }
-            if abandoned {
-                for job in waiting { inbox.post(job.tag, -EIO) }
-                waiting.removeAll(keepingCapacity: true)
-                if inFlight == 0 { break }
-            }
-            connection.connectIfDue()
-            if let handle = connection.handle, !draining, !abandoned {
-                for job in waiting {
-                    inFlight += 1
-                    job.issue(on: handle)
-                }
-                waiting.removeAll(keepingCapacity: true)
-            } else if connection.handle == nil {
-                // No connection: each job waits up to the retry time, then fails.
-                let now = monotonicNanoseconds()
-                waiting.removeAll { job in
-                    if job.deadline == 0 { job.deadline = now + connection.retryNanoseconds }
-                    guard job.deadline <= now else { return false }
-                    inbox.post(job.tag, -EIO)
-                    return true
-                }
-            }
-            connection.poll(wake: wake.rawValue, timeoutMilliseconds: connection.handle == nil || !waiting.isEmpty || stopping ? 100 : 1000)
-            let lost = connection.isDead
-            for job in finished.jobs {
-                inFlight -= 1
-                if job.error == 0 {
-                    if job.flushAfter {
-                        job.flushAfter = false
-                        job.operation = .flush
-                        waiting.append(job)
-                    } else {
-                        inbox.post(job.tag, 0)
-                    }
-                } else if !abandoned && (lost || Self.isConnectionError(job.error)) {
-                    // Retried on the next connection.
-                    if job.error == ESHUTDOWN { draining = true }
-                    waiting.append(job)
-                } else {
-                    inbox.post(job.tag, -job.error)
-                }
-            }
-            finished.jobs.removeAll(keepingCapacity: true)
-            if lost && !abandoned {
+            collect()
+            if connection.isDead && !abandoned {
+                waitSet.forgetSocket()
                 connection.drop()
                 draining = false
             }
+            if stopping && !abandoned { checkStopDeadline() }
+            if abandoned {
+                for job in waiting { report(job.tag, -EIO) }
+                waiting.removeAll(keepingCapacity: true)
+                break
+            }
+            if connection.handle == nil { connection.connectIfDue(now: monotonicNanoseconds()) }
+            guard connection.isConnected, !draining, !waiting.isEmpty else { break }
+            inFlight += waiting.count
+            for job in waiting { job.issue(on: connection.handle!) }
+            waiting.removeAll(keepingCapacity: true)
+            // Refused at once, or the connection died while sending: take those too.
+            if finished.jobs.isEmpty { break }
         }
-        connection.close()
+        var wakeAt: UInt64 = 0
+        func wake(at deadline: UInt64) { if deadline != 0 && (wakeAt == 0 || deadline < wakeAt) { wakeAt = deadline } }
+        if !abandoned && !connection.isConnected {
+            // No connection: each command waits up to the retry time, then fails.
+            let now = monotonicNanoseconds()
+            waiting.removeAll { job in
+                if job.deadline == 0 { job.deadline = now + connection.retryNanoseconds }
+                guard job.deadline <= now else { wake(at: job.deadline); return false }
+                report(job.tag, -EIO)
+                return true
+            }
+            if connection.handle == nil { wake(at: Swift.max(connection.nextAttempt, 1)) }
+        }
+        if stopping && !abandoned { wake(at: stopDeadline) }
+        let socket = connection.socket
+        waitSet.watch(socket: socket.fd, direction: socket.direction)
+        waitSet.arm(at: wakeAt)
+    }
+
+    /// A queue stops within the retry time: a server that does not answer gets its connection shut,
+    /// which makes libnbd fail what is in flight, and every request left fails with IOERR.
+    private func checkStopDeadline() {
+        let now = monotonicNanoseconds()
+        if stopDeadline == 0 { stopDeadline = now + connection.retryNanoseconds }
+        guard now >= stopDeadline else { return }
+        abandoned = true
+        logger.error("nbd \(store.target.uri): stopping with \(inFlight + waiting.count) command(s) unanswered after \(connection.retryNanoseconds / 1_000_000_000) s; they fail with IOERR")
+        connection.abort()
+    }
+
+    /// Reports the commands libnbd's callbacks finished, or queues them again: the flush after a
+    /// write through, a command the connection's loss interrupted.
+    private func collect() {
+        guard !finished.jobs.isEmpty else { return }
+        let lost = connection.isDead
+        for job in finished.jobs {
+            inFlight -= 1
+            if job.error == 0 {
+                if job.flushAfter {
+                    job.flushAfter = false
+                    job.operation = .flush
+                    waiting.append(job)
+                } else {
+                    report(job.tag, 0)
+                }
+            } else if !abandoned && (lost || Self.isConnectionError(job.error)) {
+                // Issued again on the next connection.
+                if job.error == ESHUTDOWN { draining = true }
+                waiting.append(job)
+            } else {
+                report(job.tag, -job.error)
+            }
+        }
+        finished.jobs.removeAll(keepingCapacity: true)
+    }
+
+    /// One command's result; its request goes to `results` when it was the last.
+    private func report(_ tag: UInt16, _ result: Int32) {
+        _ = count(tag, result) { results.append(($0, $1)) }
     }
 
     /// Errors that say the connection (or the server) went away, not that the command failed: an
@@ -204,7 +243,7 @@ final class NBDEngine: NetworkEngine, IOEngine, @unchecked Sendable {
     }
 }
 
-/// The jobs libnbd's callbacks finished in the current poll round (the engine thread's own list).
+/// The jobs libnbd's callbacks finished since the engine last looked (the queue worker's own list).
 final class NBDJobList {
     var jobs: [NBDJob] = []
 }
@@ -257,7 +296,7 @@ final class NBDJob {
     }
 }
 
-/// libnbd's completion callback, on the engine's thread (inside nbd_aio_notify_*).
+/// libnbd's completion callback, on the queue worker (inside nbd_aio_notify_* or a command's issue).
 private func nbdCompletion(_ userData: UnsafeMutableRawPointer?, _ error: UnsafeMutablePointer<Int32>?) -> Int32 {
     guard let userData else { return 1 }
     Unmanaged<NBDJob>.fromOpaque(userData).takeUnretainedValue().finish(error?.pointee ?? 0)

@@ -7,7 +7,7 @@ import Glibc
 /// One queue's requests on an RBD image: rbd_aio_readv/writev straight between guest memory and
 /// librbd, flush, discard and write zeroes; librbd's callback (on its own thread) leaves each result in
 /// the inbox that wakes the queue worker. Many requests are in flight at once.
-final class RBDEngine: NetworkEngine, IOEngine {
+final class RBDEngine: InboxEngine, IOEngine {
     private let store: RBDStore
     private let image: rbd_image_t
     private let contexts: UnsafeMutablePointer<CallbackContext>
@@ -18,7 +18,7 @@ final class RBDEngine: NetworkEngine, IOEngine {
         self.image = image
         self.depth = depth
         contexts = .allocate(capacity: depth)
-        try super.init(depth: depth)
+        super.init(depth: depth, inbox: try CompletionInbox())
         for i in 0..<depth { (contexts + i).initialize(to: CallbackContext(inbox: .passUnretained(inbox), tag: UInt16(i))) }
     }
 

@@ -53,6 +53,8 @@ struct BlockCommand: ParsableCommand {
         SystemCallRule("socket", where: .argument(0, equals: UInt32(AF_INET6))),
         "connect", "sendto", "recvfrom", "getsockname", "getpeername", "setsockopt",
         "epoll_create", "pipe2", "uname",
+        // The NBD engine's timer for reconnect attempts and deadlines.
+        "timerfd_create", "timerfd_settime",
         // librados' log and config files, read and repositioned by its threads (also under ThreadSanitizer).
         "lseek",
     ]

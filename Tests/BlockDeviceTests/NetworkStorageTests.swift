@@ -235,6 +235,40 @@ struct NetworkStorageTests {
         #expect(server.imageBytes(at: 4096, count: 4096) == pattern(4096, seed: 2), "written after the reconnect")
     }
 
+    @Test("NBD: 32 writes of 1 MiB at once fill the socket and all complete, and 32 reads of 1 MiB read them back")
+    func nbdSocketFull() throws {
+        let mib = 1 << 20, count = 32
+        let disk = try Disk(.nbd, megabytes: count + 1)
+        // Data buffers go in the second of two regions; the reads reuse the writes' buffers.
+        let bench = try BlockTestBench(memorySize: 2 * (count + 1) * mib, network: disk.target)
+        let fq = bench.fixture.queues[0]
+        let base = pattern(mib, seed: 5)
+        func data(_ i: Int) -> [UInt8] { [UInt8(i), UInt8(i), UInt8(i), UInt8(i)] + base.dropFirst(4) }
+        let buffers = (0..<count).map { _ in bench.memory.allocate(mib) }
+        func submitAll(write: Bool) -> [(data: UInt64, status: UInt64)] {
+            var requests: [(UInt64, UInt64)] = []
+            for (i, d) in buffers.enumerated() {
+                let h = bench.header(write ? 1 : 0, sector: UInt64(i * mib / 512)), s = bench.memory.allocate(1)
+                bench.memory.write(write ? data(i) : [UInt8](repeating: 0, count: mib), at: d)
+                bench.memory.write([0xff], at: s)
+                let buffer: BufferSpec = write ? .readable(d, mib) : .writable(d, mib)
+                fq.submit([.readable(h, 16), buffer, .writable(s, 1)])
+                requests.append((d, s))
+            }
+            fq.notifyDevice()
+            return requests
+        }
+        let writes = submitAll(write: true)
+        #expect(try fq.waitForUsed(count, timeoutMilliseconds: 30000).count == count)
+        #expect(writes.allSatisfy { bench.memory.read($0.status, count: 1)[0] == Self.ok })
+        for i in [0, 13, count - 1] { #expect(disk.server!.imageBytes(at: i * mib, count: mib) == data(i), "request \(i) on the server") }
+        let reads = submitAll(write: false)
+        #expect(try fq.waitForUsed(count, timeoutMilliseconds: 30000).count == count)
+        for (i, r) in reads.enumerated() {
+            #expect(bench.memory.read(r.status, count: 1)[0] == Self.ok && bench.memory.read(r.data, count: mib) == data(i), "read \(i)")
+        }
+    }
+
     @Test("NBD: a queue stopped while the server hangs stops after the retry time, its request failed with IOERR")
     func nbdStopWithHungServer() throws {
         let disk = try Disk(.nbd)
