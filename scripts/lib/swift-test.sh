@@ -11,7 +11,7 @@ swift_test() {
     if [ "$status" -ne 0 ]; then
         echo "=== swift test failed (exit $status); the failures, again: ==="
         grep -aE "✘|recorded an issue|error: |Fatal error|SUMMARY: .*Sanitizer|ERROR: .*Sanitizer|WARNING: ThreadSanitizer" "$log" \
-            | grep -av "^✔" | tail -n 60
+            | grep -av "^[✔◇↳]" | tail -n 60
     fi
     rm -f "$log"
     return "$status"
