@@ -87,10 +87,25 @@ final class BlockTestBench {
 
     /// Writes `bytes` at `sector`; returns the status.
     func write(sector: UInt64, _ bytes: [UInt8], on q: Int = 0) throws -> UInt8 {
+        let (buffers, s) = writeRequest(sector: sector, bytes)
+        return try run(buffers, status: s, on: q).1
+    }
+
+    /// Puts a write of `bytes` at `sector` on queue `q` without kicking it or waiting; returns the
+    /// address of its status byte (0xff until the device answers).
+    @discardableResult
+    func submitWrite(sector: UInt64, _ bytes: [UInt8], on q: Int = 0) -> UInt64 {
+        let (buffers, s) = writeRequest(sector: sector, bytes)
+        fixture.queues[q].submit(buffers)
+        return s
+    }
+
+    /// A write request's buffers in guest memory (header, data, status byte set to 0xff).
+    private func writeRequest(sector: UInt64, _ bytes: [UInt8]) -> ([BufferSpec], status: UInt64) {
         let h = header(1, sector: sector), data = memory.allocate(bytes.count), s = memory.allocate(1)
         memory.write(bytes, at: data)
         memory.write([0xff], at: s)
-        return try run([.readable(h, 16), .readable(data, bytes.count), .writable(s, 1)], status: s, on: q).1
+        return ([.readable(h, 16), .readable(data, bytes.count), .writable(s, 1)], s)
     }
 
     /// The image file's bytes at `offset`.

@@ -73,13 +73,7 @@ struct NetworkStorageTests {
         let bench = try BlockTestBench(network: disk.target)
         let fq = bench.fixture.queues[0]
         var statuses: [UInt64] = []
-        for i in 0..<32 {
-            let h = bench.header(1, sector: UInt64(i * 8)), d = bench.memory.allocate(4096), s = bench.memory.allocate(1)
-            bench.memory.write(pattern(4096, seed: UInt8(i)), at: d)
-            bench.memory.write([0xff], at: s)
-            fq.submit([.readable(h, 16), .readable(d, 4096), .writable(s, 1)])
-            statuses.append(s)
-        }
+        for i in 0..<32 { statuses.append(bench.submitWrite(sector: UInt64(i * 8), pattern(4096, seed: UInt8(i)))) }
         fq.notifyDevice()
         #expect(try fq.waitForUsed(32, timeoutMilliseconds: 20000).count == 32)
         #expect(statuses.allSatisfy { bench.memory.read($0, count: 1)[0] == Self.ok })
@@ -223,10 +217,7 @@ struct NetworkStorageTests {
         #expect(try bench.write(sector: 0, pattern(4096, seed: 1)) == Self.ok)
         server.stop()
         let fq = bench.fixture.queues[0]
-        let h = bench.header(1, sector: 8), d = bench.memory.allocate(4096), s = bench.memory.allocate(1)
-        bench.memory.write(pattern(4096, seed: 2), at: d)
-        bench.memory.write([0xff], at: s)
-        fq.submit([.readable(h, 16), .readable(d, 4096), .writable(s, 1)])
+        let s = bench.submitWrite(sector: 8, pattern(4096, seed: 2))
         fq.notifyDevice()
         #expect(throws: FakeFrontendError.self, "the write waits for the server") { try fq.waitForUsed(1, timeoutMilliseconds: 300) }
         try server.start()
@@ -280,10 +271,7 @@ struct NetworkStorageTests {
         server.pause()
         defer { server.resume() }
         let fq = bench.fixture.queues[0]
-        let h = bench.header(1, sector: 8), d = bench.memory.allocate(4096), s = bench.memory.allocate(1)
-        bench.memory.write(pattern(4096, seed: 2), at: d)
-        bench.memory.write([0xff], at: s)
-        fq.submit([.readable(h, 16), .readable(d, 4096), .writable(s, 1)])
+        let s = bench.submitWrite(sector: 8, pattern(4096, seed: 2))
         fq.notifyDevice()
         #expect(throws: FakeFrontendError.self, "the write waits for the server") { try fq.waitForUsed(1, timeoutMilliseconds: 300) }
         let start = ContinuousClock.now
@@ -311,10 +299,7 @@ struct NetworkStorageTests {
         try cluster.pauseOSD()
 
         let fq = patient.fixture.queues[0]
-        let h = patient.header(1, sector: 8), d = patient.memory.allocate(4096), s = patient.memory.allocate(1)
-        patient.memory.write(pattern(4096, seed: 3), at: d)
-        patient.memory.write([0xff], at: s)
-        fq.submit([.readable(h, 16), .readable(d, 4096), .writable(s, 1)])
+        let s = patient.submitWrite(sector: 8, pattern(4096, seed: 3))
         fq.notifyDevice()
         // The impatient disk's write fails after its 2 s timeout; the patient one's is still waiting.
         #expect(try impatient.write(sector: 8, pattern(4096, seed: 4)) == Self.ioError)
