@@ -93,7 +93,7 @@ struct SoundGuestTests {
         // The frequency from the blocks inside the tone only (an edge block is part tone, part silence).
         let inside = tone.indices.map { $0 > 0 && $0 < tone.count - 1 && tone[$0 - 1] && tone[$0] && tone[$0 + 1] }
         var crossings = 0, toneSamples = 0
-        for i in 1..<(tone.count * block) where inside[i / block] && inside[(i - 1) / block] {
+        for i in stride(from: 1, to: tone.count * block, by: 1) where inside[i / block] && inside[(i - 1) / block] {
             toneSamples += 1
             if (samples[i - 1] < 0) != (samples[i] < 0) { crossings += 1 }
         }

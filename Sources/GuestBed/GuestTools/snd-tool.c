@@ -1,7 +1,9 @@
 /* snd-tool: plays, captures and sets a mixer control through the ALSA kernel interface directly
  * (no alsa-lib in the guest): SNDRV_PCM_IOCTL_HW_PARAMS, SW_PARAMS, PREPARE, WRITEI_FRAMES /
  * READI_FRAMES, DRAIN on /dev/snd/pcmC*D*[pc], SNDRV_CTL_IOCTL_ELEM_WRITE on /dev/snd/controlC*.
- * Stereo S16_LE at 48 kHz, periods of 1024 frames, a buffer of 4 periods.
+ * Stereo S16_LE at 48 kHz, periods of 1024 frames, a buffer of 8 periods (171 ms). Linux fails a
+ * write with EIO when no period completes within 1.1 buffer times (at least 100 ms): a buffer of
+ * 4 periods left a daemon under ThreadSanitizer on a busy machine 94 ms, which it sometimes missed.
  *   snd-tool play PCM SECONDS FREQUENCY   a sine of amplitude 16000 on both channels
  *   snd-tool capture PCM FRAMES           the captured frames on stdout
  *   snd-tool volume CONTROL NAME VALUE    an integer mixer control's value
@@ -15,7 +17,7 @@
 #include <unistd.h>
 #include <sound/asound.h>
 
-enum { CHANNELS = 2, RATE = 48000, PERIOD = 1024, PERIODS = 4 };
+enum { CHANNELS = 2, RATE = 48000, PERIOD = 1024, PERIODS = 8 };
 
 /* sin(x) without libm (GuestTools link no libraries): reduced to -pi..pi, Taylor series to x^15. */
 static double sine(double x) {
