@@ -74,6 +74,11 @@ final class RBDStore: NetworkStore, @unchecked Sendable {
         func fail(_ what: String, _ r: Int32) -> BlockBackendError {
             BlockBackendError("rbd \(target.spec): \(what): \(SystemError.describe(-r))")
         }
+        // Ceph's log makes a pipe on stderr non-blocking when the client starts. That flag belongs to
+        // the pipe, so every other writer into it (our log; a test run's report) would lose lines
+        // whenever the reader lags: it is put back once the client is up.
+        let stderrFlags = fcntl(STDERR_FILENO, F_GETFL)
+        defer { if stderrFlags >= 0, fcntl(STDERR_FILENO, F_GETFL) != stderrFlags { _ = fcntl(STDERR_FILENO, F_SETFL, stderrFlags) } }
         var cluster: rados_t?
         var r = rados_create(&cluster, target.id)
         guard r == 0, let cluster else { throw fail("cannot create the cluster handle", r) }

@@ -45,4 +45,32 @@ struct NetworkBlockDaemonTests {
         defer { next.stop() }
         try next.waitForStandardError(containing: "listening on", timeout: .seconds(10))
     }
+
+    @Test("a daemon whose stderr is a pipe leaves the pipe blocking (Ceph's client makes it non-blocking, and other writers into it would lose lines)")
+    func stderrPipeStaysBlocking() throws {
+        let cluster = try CephCluster.shared()
+        let spec = try cluster.createImage("stderr-pipe", megabytes: 4)
+        let directory = try TemporaryDirectory()
+        var ends: [Int32] = [-1, -1]
+        try #require(pipe(&ends) == 0)
+        defer { ends.forEach { close($0) } }
+        for fd in ends { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        // The pipe's write end is the daemon's stderr; this process keeps it too, and the flags it reads
+        // there are the ones the daemon's descriptor has (one open pipe, shared).
+        let daemon = try DaemonProcess(product: "vhost-user-blk", ["--socket-path", "\(directory.path)/blk.sock", "--rbd", spec,
+                                                                   "--ceph-conf", cluster.configFile], descriptors: [2: ends[1]])
+        defer { daemon.stop() }
+        var log = ""
+        let deadline = ContinuousClock.now + .seconds(30)
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while !log.contains("listening on"), ContinuousClock.now < deadline {
+            var entry = pollfd(fd: ends[0], events: Int16(POLLIN), revents: 0)
+            guard poll(&entry, 1, 1000) > 0 else { continue }
+            let n = read(ends[0], &chunk, chunk.count)
+            if n <= 0 { break }
+            log += String(decoding: chunk[..<n], as: UTF8.self)
+        }
+        try #require(log.contains("listening on"), "the daemon did not start: \(log)")
+        #expect(fcntl(ends[1], F_GETFL) & O_NONBLOCK == 0)
+    }
 }
