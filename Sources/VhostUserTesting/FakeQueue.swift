@@ -152,6 +152,21 @@ public final class FakeQueue {
         return collected
     }
 
+    /// Waits until the device has taken every chain made available so far: with EVENT_IDX, the
+    /// avail_event a worker writes before it sleeps has reached `availIndex`. For a test that must
+    /// know a request is in the device's hands (not still in the ring) before it stops the queue.
+    public func waitUntilTaken(timeoutMilliseconds: Int = 5000) throws {
+        guard eventIdx else { throw FakeFrontendError.unexpectedReply("EVENT_IDX not negotiated on queue \(index): taken chains cannot be seen") }
+        let availEvent = memory.pointer(usedRing + UInt64(layout.availEventOffset))
+        let deadline = monotonicMilliseconds() + timeoutMilliseconds
+        while vhu_load_acquire_u16(availEvent) != availIndex {
+            guard monotonicMilliseconds() < deadline else {
+                throw FakeFrontendError.timeout("the device to take chains up to \(availIndex) on queue \(index) (avail_event \(vhu_load_acquire_u16(availEvent)))")
+            }
+            usleep(500)
+        }
+    }
+
     /// The device's used index as published.
     public var publishedUsedIndex: UInt16 {
         vhu_load_acquire_u16(memory.pointer(usedRing + UInt64(SplitRingLayout.usedIndexOffset)))

@@ -219,6 +219,7 @@ struct NetworkStorageTests {
         let fq = bench.fixture.queues[0]
         let s = bench.submitWrite(sector: 8, pattern(4096, seed: 2))
         fq.notifyDevice()
+        try fq.waitUntilTaken()
         #expect(throws: FakeFrontendError.self, "the write waits for the server") { try fq.waitForUsed(1, timeoutMilliseconds: 300) }
         try server.start()
         #expect(try fq.waitForUsed(1, timeoutMilliseconds: 10000).count == 1)
@@ -273,6 +274,7 @@ struct NetworkStorageTests {
         let fq = bench.fixture.queues[0]
         let s = bench.submitWrite(sector: 8, pattern(4096, seed: 2))
         fq.notifyDevice()
+        try fq.waitUntilTaken()
         #expect(throws: FakeFrontendError.self, "the write waits for the server") { try fq.waitForUsed(1, timeoutMilliseconds: 300) }
         let start = ContinuousClock.now
         _ = try bench.fixture.frontend.getVringBase(0)
@@ -320,6 +322,8 @@ struct NetworkStorageTests {
         impatient.memory.write([0xff], at: istatus)
         iq.submit([.readable(ih, 16), .readable(id, 4096), .writable(istatus, 1)])
         iq.notifyDevice()
+        // Stopped before the worker took it, the write would stay in the ring, not in the engine.
+        try iq.waitUntilTaken()
         let stopping = ContinuousClock.now
         _ = try impatient.fixture.frontend.getVringBase(0)
         #expect(ContinuousClock.now - stopping < .seconds(5), "stopping the queue took \(ContinuousClock.now - stopping)")
