@@ -284,9 +284,9 @@ struct NetworkStorageTests {
         #expect(bench.memory.read(s, count: 1)[0] == Self.ioError)
     }
 
-    @Test("RBD: with the OSD frozen, a write waits and completes once it is back, or fails with IOERR after --ceph-timeout; the daemon serves on, and a queue stops within the timeout")
+    @Test("RBD: with the OSD stopped, a write waits and completes once it is restarted, or fails with IOERR after --ceph-timeout; the daemon serves on, and a queue stops within the timeout")
     func rbdLostOSD() throws {
-        let cluster = try CephCluster()  // its own: the OSD goes away
+        let cluster = try CephCluster(durable: true)  // its own: the OSD goes away and comes back
         defer { cluster.stop() }
         func disk(_ name: String, timeout: Int?) throws -> BlockTarget {
             var t = RBDTarget(spec: try cluster.createImage(name, megabytes: 4))!
@@ -298,7 +298,7 @@ struct NetworkStorageTests {
         let impatient = try BlockTestBench(network: try disk("impatient", timeout: 2))
         #expect(try patient.write(sector: 0, pattern(4096, seed: 1)) == Self.ok)
         #expect(try impatient.write(sector: 0, pattern(4096, seed: 2)) == Self.ok)
-        try cluster.pauseOSD()
+        try cluster.stopOSD()
 
         let fq = patient.fixture.queues[0]
         let s = patient.submitWrite(sector: 8, pattern(4096, seed: 3))
@@ -307,15 +307,16 @@ struct NetworkStorageTests {
         #expect(try impatient.write(sector: 8, pattern(4096, seed: 4)) == Self.ioError)
         #expect(fq.takeUsed().isEmpty, "the write without a timeout waits for the OSD")
 
-        try cluster.resumeOSD()
+        try cluster.startOSD()
         #expect(try fq.waitForUsed(1, timeoutMilliseconds: 30000).count == 1)
         #expect(patient.memory.read(s, count: 1)[0] == Self.ok)
         #expect(try patient.read(sector: 0, length: 8192).1 == pattern(4096, seed: 1) + pattern(4096, seed: 3))
         #expect(try impatient.write(sector: 8, pattern(4096, seed: 5)) == Self.ok, "the same daemon writes again after recovery")
         #expect(try impatient.read(sector: 0, length: 4096).1 == pattern(4096, seed: 2))
-        // Frozen again: a queue stopped with a write the OSD holds stops within the timeout, the write failed.
-        try cluster.pauseOSD()
-        defer { try? cluster.resumeOSD() }
+        // Stopped again: a queue stopped with a write waiting for the OSD stops within the timeout, the
+        // write failed.
+        try cluster.stopOSD()
+        defer { try? cluster.startOSD() }  // the patient disk closes its image as the test ends
         let iq = impatient.fixture.queues[0]
         let ih = impatient.header(1, sector: 16), id = impatient.memory.allocate(4096), istatus = impatient.memory.allocate(1)
         impatient.memory.write(pattern(4096, seed: 6), at: id)

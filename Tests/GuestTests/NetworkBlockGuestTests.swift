@@ -4,8 +4,8 @@
 // The guest writes the same data to both, reads it back and discards a range on each; on the host,
 // after QEMU exits, `rbd export` and the NBD server's file hold what the guest read, and
 // `qemu-img compare` finds the two disks identical. Then the engines fail under the guest's I/O:
-// the OSD freezes, the NBD server stops; the guest's writes wait, and complete once the engine is
-// back, with no error in the guest.
+// the OSD stops, the NBD server stops; the guest's writes wait, and complete once the engine is
+// restarted, with no error in the guest.
 
 import Foundation
 import GuestBed
@@ -21,7 +21,7 @@ struct NetworkBlockGuestTests {
     static let mib = 1 << 20
 
     @Test func guestUsesRBDAndNBDDisksThroughEngineFailures() throws {
-        let cluster = try CephCluster()
+        let cluster = try CephCluster(durable: true)  // its OSD is stopped and restarted
         defer { cluster.stop() }
         let spec = try cluster.createImage("guest", megabytes: 64)
         let server = try NBDServer(sizeBytes: 64 * Self.mib)
@@ -43,7 +43,7 @@ struct NetworkBlockGuestTests {
                 echo "$d.discarded.nonzero=$(dd if=/dev/$d bs=64k skip=32 count=16 iflag=direct 2>/dev/null | tr -d '\\000' | wc -c)"
             done
             sync
-            # The engines fail under I/O: the host freezes the OSD (vda), stops the NBD server (vdb).
+            # The engines fail under I/O: the host stops the OSD (vda), then the NBD server (vdb), and restarts each.
             head -c 1048576 /dev/urandom > q
             echo "late=$(sha < q)"
             for d in vda vdb; do
@@ -61,10 +61,10 @@ struct NetworkBlockGuestTests {
             daemons: daemons, modules: ["virtio_blk"], script: script, timeout: .seconds(180),
             hostAction: { control in
                 try control.waitForLine("@@fail-vda", timeout: .seconds(120))
-                try cluster.pauseOSD()
+                try cluster.stopOSD()
                 try control.send("go")
                 try control.waitForLine("@@writing-vda", timeout: .seconds(30))
-                try cluster.resumeOSD()
+                try cluster.startOSD()
                 try control.waitForLine("@@fail-vdb", timeout: .seconds(60))
                 server.stop()
                 try control.waitForDaemonLine(1, containing: "connection lost", timeout: .seconds(30))
