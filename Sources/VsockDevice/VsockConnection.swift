@@ -62,18 +62,6 @@ final class VsockConnection {
     var toGuest: ByteRing
     /// In the handler's list of connections that may have bytes for the guest.
     var queuedForGuest = false
-    /// What the handler knows of the host socket's bytes. Its watch is edge-triggered: it reports new
-    /// bytes once, and the handler remembers them here until a read comes up short.
-    enum HostBytes {
-        /// The last read came up short (or found none): the watch reports what comes next.
-        case none
-        /// The watch reported bytes (or a hang-up) since the last read: read them.
-        case arrived
-        /// The last read filled its buffer: more may wait, and a peek tells before a guest buffer is
-        /// taken for them.
-        case unknown
-    }
-    var hostBytes = HostBytes.none
 
     /// SHUTDOWN flags the guest sent (it will not receive / will not send any more).
     var guestShutdown: UInt32 = 0
@@ -81,8 +69,8 @@ final class VsockConnection {
     var hostEnded = false
     /// SHUTDOWN(SEND) was sent to the guest for `hostEnded`.
     var shutdownSent = false
-    /// The host side hung up (reported once by epoll): what waits for it meets the error, and a read
-    /// meets the end of file.
+    /// The host side hung up (reported by epoll): it is watched only while the connection wants to
+    /// read or write it, which then meets the end of file or the error.
     var hungUp = false
     /// shutdown(SHUT_WR) was done on the host socket after the guest's SHUTDOWN(SEND).
     var hostWriteShut = false
@@ -124,9 +112,9 @@ final class VsockConnection {
         peerFwdCnt = header.fwdCnt
     }
 
-    /// Whether the host side may have bytes for the guest.
+    /// Whether the host side may have bytes for the guest (the socket is peeked to know).
     var hasBytesForGuest: Bool {
-        !toGuest.isEmpty || (hostBytes != .none && !hostEnded && guestShutdown & VirtioVsock.shutdownReceive == 0)
+        !toGuest.isEmpty || (!hostEnded && guestShutdown & VirtioVsock.shutdownReceive == 0)
     }
 
     /// Whether guest bytes wait for the host socket (SEQPACKET: whole messages).

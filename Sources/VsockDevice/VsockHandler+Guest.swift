@@ -56,10 +56,7 @@ extension VsockHandler {
             }
         }
         guard connection.type == type else { return resetAndRefuse(connection, header, "type changed on a connection") }
-        let hadNoCredit = connection.peerCredit == 0
         connection.noteCredit(header)
-        // Credit back (in any packet's header): the host bytes that waited for it go out.
-        if hadNoCredit { scheduleForGuest(connection) }
         switch op {
         case .request:
             // The guest reuses a port it considers closed: the old connection is gone.

@@ -10,7 +10,6 @@ extension VsockHandler {
 
     func hostReady(_ connection: VsockConnection, _ readiness: Readiness, _ group: QueueGroup) {
         if readiness.contains(.hangUp) { connection.hungUp = true }
-        if readiness.contains(.readable) || connection.hungUp { connection.hostBytes = .arrived }
         if connection.state != .established {
             // Waiting for an answer: a host program (or peer guest) that leaves refuses.
             if connection.hungUp { reset(connection, reason: "peer left before the connection was accepted") }
@@ -30,19 +29,17 @@ extension VsockHandler {
         guard let fd = connection.socket?.rawValue else { return .nothing }
         if connection.type == .seqpacket {
             if connection.toGuest.isEmpty {
-                guard connection.wantsHostRead, connection.hostBytes != .none else { return .nothing }
+                guard connection.wantsHostRead else { return .nothing }
                 guard readMessage(connection, fd) else { return .nothing }
             }
             return sendMessagePiece(connection, queue)
         }
-        guard connection.wantsHostRead, connection.hostBytes != .none else { return .nothing }
-        if connection.hostBytes == .unknown {
-            var byte: UInt8 = 0
-            let peeked = recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
-            if peeked <= 0 {
-                hostReadFailed(connection, result: peeked)
-                return .nothing
-            }
+        guard connection.wantsHostRead else { return .nothing }
+        var byte: UInt8 = 0
+        let peeked = recv(fd, &byte, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT))
+        if peeked <= 0 {
+            hostReadFailed(connection, result: peeked)
+            return .nothing
         }
         guard let chain = queue.nextChain() else { return .noBuffer }
         let limit = min(chain.writableLength - VirtioVsock.headerSize, Int(connection.peerCredit), VirtioVsock.maxPacketPayload)
@@ -53,19 +50,13 @@ extension VsockHandler {
             queue.complete(chain, written: 0)
             return .sent
         }
-        // A read that comes up short has emptied the socket: it is not read again until its watch
-        // reports new bytes (no read that only finds EAGAIN, no peek). A full one may have left some,
-        // and a hung-up socket is read on to its end of file: the next turn peeks first.
         var last = 0
-        var short = false
         let n = writer.fill(upTo: limit) { buffer in
             last = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
-            short = last < buffer.count
             return last
         }
-        connection.hostBytes = short && !connection.hungUp ? .none : .unknown
         if n == 0 {
-            // Nothing after all (the readiness was old news): the buffer carries a credit update instead.
+            // Nothing after all (a race with the peek): the buffer carries a credit update instead.
             header.op = VirtioVsock.Op.creditUpdate.rawValue
         }
         header.length = UInt32(n)
@@ -123,10 +114,7 @@ extension VsockHandler {
     /// A read found no bytes: nothing yet (EAGAIN), the end of file, or an error (reset).
     private func hostReadFailed(_ connection: VsockConnection, result: Int) {
         if result < 0 {
-            if errno == EAGAIN || errno == EWOULDBLOCK {
-                connection.hostBytes = .none
-                return
-            }
+            if errno == EAGAIN || errno == EWOULDBLOCK { return }
             reset(connection, reason: "host read: \(SystemError.describe(errno))")
             return
         }

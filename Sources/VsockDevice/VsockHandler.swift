@@ -63,7 +63,6 @@ final class VsockHandler: GroupHandler {
             connection.watch = nil
             connection.interest = []
             connection.queuedForGuest = false
-            connection.hostBytes = .none  // the new watch reports what the socket holds
             updateInterest(connection)
             scheduleForGuest(connection)
         }
@@ -245,18 +244,25 @@ final class VsockHandler: GroupHandler {
         if table.connections[connection.key] === connection { table.connections[connection.key] = nil }
     }
 
-    /// Watches the host socket, edge-triggered: always for readable (what arrives is remembered in
-    /// `hostBytes` and read as the guest's credit and buffers allow), and for writable while guest
-    /// bytes wait for it. Edge-triggered, a hung-up socket is reported once, not at every turn.
+    /// Watches the host socket for what the connection can use now: readable while the guest may take
+    /// bytes and none are scheduled, writable while guest bytes wait for the socket.
     func updateInterest(_ connection: VsockConnection) {
         guard let socket = connection.socket, let group else { return }
-        var wanted: Readiness = .readable
+        var wanted: Readiness = []
+        if connection.wantsHostRead && !connection.queuedForGuest { wanted.insert(.readable) }
         if connection.hasBytesForHost { wanted.insert(.writable) }
         if let watch = connection.watch {
-            guard wanted != connection.interest else { return }
-            try? group.change(watch, to: wanted)
-        } else {
-            guard let watch = try? group.watch(socket.rawValue, for: wanted, edgeTriggered: true) else { return }
+            if wanted.isEmpty && connection.hungUp {
+                // Level-triggered hang-ups would be reported again and again: stop watching until
+                // the connection wants the socket again (and then meets its end).
+                group.unwatch(watch)
+                watches[watch] = nil
+                connection.watch = nil
+            } else if wanted != connection.interest {
+                try? group.change(watch, to: wanted)
+            }
+        } else if !wanted.isEmpty || !connection.hungUp {
+            guard let watch = try? group.watch(socket.rawValue, for: wanted) else { return }
             connection.watch = watch
             watches[watch] = connection
         }

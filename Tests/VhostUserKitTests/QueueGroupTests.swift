@@ -186,29 +186,6 @@ extension KitTests {
             harness.wait(milliseconds: 20)
             #expect(probe.ready == [watch], "an unwatched descriptor is not reported")
         }
-
-        @Test("an edge-triggered watch reports each new readiness once, and stays edge-triggered after a change")
-        func edgeTriggeredWatch() throws {
-            let probe = TimerProbe()
-            let harness = try GroupHarness(device: ProbeDevice(handler: probe))
-            let signal = try EventFD()  // never drained: it stays readable
-            let watch = try harness.group.watch(signal.rawValue, for: .readable, edgeTriggered: true)
-            signal.signal()
-            harness.wait(milliseconds: 1000)
-            #expect(probe.ready == [watch])
-            harness.wait(milliseconds: 20)
-            #expect(probe.ready == [watch], "still readable, but nothing new: not reported again")
-            signal.signal()
-            harness.wait(milliseconds: 1000)
-            #expect(probe.ready == [watch, watch], "new bytes are a new edge")
-            // A change of interest reports what is ready then, once (an eventfd is always writable).
-            try harness.group.change(watch, to: [.readable, .writable])
-            harness.wait(milliseconds: 1000)
-            #expect(probe.ready.count == 3)
-            harness.wait(milliseconds: 20)
-            #expect(probe.ready.count == 3, "the change kept the watch edge-triggered")
-            harness.group.unwatch(watch)
-        }
     }
 }
 

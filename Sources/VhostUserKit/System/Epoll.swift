@@ -28,10 +28,9 @@ final class Epoll {
         try systemCall("epoll_ctl") { vhu_epoll_ctl(descriptor.rawValue, 0, fd, bits, token) }
     }
 
-    /// Changes what `fd` (already added) is watched for, and how (`edgeTriggered` as for `add`).
-    func modify(_ fd: Int32, token: UInt64, interest: Readiness, edgeTriggered: Bool = false) throws(SystemError) {
-        let bits = interest.rawValue | (edgeTriggered ? UInt32(VHU_EDGE) : 0)
-        try systemCall("epoll_ctl") { vhu_epoll_ctl(descriptor.rawValue, 1, fd, bits, token) }
+    /// Changes what `fd` (already added) is watched for.
+    func modify(_ fd: Int32, token: UInt64, interest: Readiness) throws(SystemError) {
+        try systemCall("epoll_ctl") { vhu_epoll_ctl(descriptor.rawValue, 1, fd, interest.rawValue, token) }
     }
 
     /// Stops watching `fd`. A descriptor already closed has left the set by itself: not an error.

@@ -47,8 +47,7 @@ public final class QueueGroup: @unchecked Sendable {  // handed to its worker wh
     private let hasPolledMember: Bool
     private var timers = TimerList()
     /// Watched descriptors by watch id.
-    /// Each watch's descriptor, and whether it is edge-triggered.
-    private var watches: [UInt32: (fd: Int32, edgeTriggered: Bool)] = [:]
+    private var watches: [UInt32: Int32] = [:]
     private var lastWatch: UInt32 = 0
     private let stopFlag = Atomic<Bool>(false)
     /// Only the group's thread touches it, once a busy turn.
@@ -126,28 +125,26 @@ public final class QueueGroup: @unchecked Sendable {  // handed to its worker wh
     }
 
     /// Starts watching `fd` (which the handler keeps open until it unwatches it) for `interest`; the
-    /// handler gets `.ready` while the descriptor is ready (level-triggered), or, with `edgeTriggered`,
-    /// once each time it becomes ready again (the handler then reads until a read comes up short, and
-    /// remembers what it left; a change of interest reports what is ready at that moment once more).
-    public func watch(_ fd: Int32, for interest: Readiness, edgeTriggered: Bool = false) throws(SystemError) -> Watch {
+    /// handler gets `.ready` while the descriptor is ready (level-triggered).
+    public func watch(_ fd: Int32, for interest: Readiness) throws(SystemError) -> Watch {
         lastWatch &+= 1
-        try epoll.add(fd, token: Self.token(.watch, Int(lastWatch)), interest: interest, edgeTriggered: edgeTriggered)
-        watches[lastWatch] = (fd, edgeTriggered)
+        try epoll.add(fd, token: Self.token(.watch, Int(lastWatch)), interest: interest)
+        watches[lastWatch] = fd
         return Watch(id: lastWatch)
     }
 
     /// Changes what a watched descriptor is watched for (e.g. add `.writable` while output is queued).
     /// Does nothing for a watch already removed.
     public func change(_ watch: Watch, to interest: Readiness) throws(SystemError) {
-        guard let watched = watches[watch.id] else { return }
-        try epoll.modify(watched.fd, token: Self.token(.watch, Int(watch.id)), interest: interest, edgeTriggered: watched.edgeTriggered)
+        guard let fd = watches[watch.id] else { return }
+        try epoll.modify(fd, token: Self.token(.watch, Int(watch.id)), interest: interest)
     }
 
     /// Stops watching; an event already collected for it is not delivered. Call it before closing the
     /// descriptor.
     public func unwatch(_ watch: Watch) {
-        guard let watched = watches.removeValue(forKey: watch.id) else { return }
-        epoll.remove(watched.fd)
+        guard let fd = watches.removeValue(forKey: watch.id) else { return }
+        epoll.remove(fd)
     }
 
     /// Sets a one-shot timer: the handler gets `.timer` once, at the first turn after `delay` (epoll's
