@@ -140,6 +140,10 @@ public final class BlockDevice: VhostUserDevice {
         if e != 0 { logger.error("flush on disconnect failed: \(SystemError.describe(e))") }
     }
 
+    /// The daemon exits: a network store lets go of its connection (an RBD image's exclusive lock at
+    /// once, so the next daemon on the image need not wait for the cluster to time this one out).
+    public func close() { backend.close() }
+
     /// Re-reads the disk size; when it changed, tells the front-end so the guest sees the new capacity
     /// without a reboot. Returns the new size when it changed.
     @discardableResult

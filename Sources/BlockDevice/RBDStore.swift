@@ -54,7 +54,9 @@ final class RBDStore: NetworkStore, @unchecked Sendable {
     private(set) var image: rbd_image_t?
     private var cluster: rados_t?
     private var ioContext: rados_ioctx_t?
-    private let closed = Atomic(false)
+    /// Whether `close()` ran: held while the handles are closed, and while the resize watch asks the
+    /// size (its thread must never call into a closed image).
+    private let closed = Mutex(false)
     /// With `handover`: the queues whose engines run, and whether the lock is ours.
     private let running = Mutex(0)
     /// Why the last lock hand-over failed (an errno value), for the log.
@@ -122,10 +124,13 @@ final class RBDStore: NetworkStore, @unchecked Sendable {
     deinit { close() }
 
     func close() {
-        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        if let image { rbd_close(image) }  // releases the exclusive lock
-        if let ioContext { rados_ioctx_destroy(ioContext) }
-        if let cluster { rados_shutdown(cluster) }
+        closed.withLock { closed in
+            guard !closed else { return }
+            closed = true
+            if let image { rbd_close(image) }  // releases the exclusive lock
+            if let ioContext { rados_ioctx_destroy(ioContext) }
+            if let cluster { rados_shutdown(cluster) }
+        }
     }
 
     /// librbd's cache (on by default, writethrough until the guest's first flush) to the OSDs.
@@ -138,9 +143,11 @@ final class RBDStore: NetworkStore, @unchecked Sendable {
     }
 
     func currentSize() -> UInt64? {
-        var size: UInt64 = 0
-        guard let image, rbd_get_size(image, &size) == 0 else { return nil }
-        return size
+        closed.withLock { closed in
+            var size: UInt64 = 0
+            guard !closed, let image, rbd_get_size(image, &size) == 0 else { return nil }
+            return size
+        }
     }
 
     func makeEngine(depth: Int) -> any IOEngine {

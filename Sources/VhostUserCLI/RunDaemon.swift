@@ -45,10 +45,15 @@ private func serveDevices(_ identity: DaemonIdentity, options: DaemonOptions,
     ShutdownSignals.block()
     LoggingSystem.bootstrap { label in StderrLogHandler(label: label, level: options.logLevel) }
     let logger = Logger(label: identity.name)
+    // Closed before exit() rather than in an atexit handler: a sanitizer's runtime runs those after
+    // the libraries' static destructors (librbd's among them).
+    var devices: [any VhostUserDevice] = []
+    func closeDevices() { for device in devices { device.close() } }
     do {
         let credentials = try options.user.map { user throws(StartupError) in try UserCredentials.resolve(user: user, group: options.group) }
         let probe = try SandboxProbe.fromEnvironment()
         let served = try make()
+        devices = served.map(\.0)
         let notifier = try ServiceNotifier()
         let daemons = try served.map { device, _ in
             try Daemon(device: device, configuration: .init(pollMicroseconds: options.pollMicroseconds ?? identity.defaultPollMicroseconds),
@@ -69,10 +74,12 @@ private func serveDevices(_ identity: DaemonIdentity, options: DaemonOptions,
         try serve(daemons[0], served[0].1, notifier: notifier, identity: identity)
         for daemon in daemons { daemon.requestShutdown() }
         for thread in others { thread.join() }
+        closeDevices()
         notifier.finish()
         exit(0)
     } catch {
         logger.critical("\(error)")
+        closeDevices()
         exit(1)
     }
 }

@@ -153,21 +153,9 @@ struct BlockCommand: ParsableCommand {
             options.writeback = writeCache == .writeback
             options.engine = engine
             let device = try BlockDevice(backend: backend, options: options, logger: Logger(label: "vhost-user-blk"))
-            ExitCleanup.close(backend)
             if blkFile != nil || rbd != nil { ResizeWatch.start(device) }
             return device
         }
-    }
-}
-
-/// Closes the backend when the daemon exits (runDaemon ends in exit()): an RBD image's exclusive lock is
-/// released at once, so the next daemon on the image does not wait for the cluster to time this one out.
-enum ExitCleanup {
-    nonisolated(unsafe) private static var backend: BlockBackend?
-
-    static func close(_ backend: BlockBackend) {
-        Self.backend = backend
-        atexit { ExitCleanup.backend?.close() }
     }
 }
 

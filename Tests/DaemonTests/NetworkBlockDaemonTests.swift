@@ -8,11 +8,7 @@ import Glibc
 /// Two vhost-user-blk processes (sandboxed, as shipped) on one RBD image of a throwaway cluster.
 @Suite(.enabled(if: CephCluster.unavailableReason == nil, "SKIPPED: \(CephCluster.unavailableReason ?? "")"))
 struct NetworkBlockDaemonTests {
-    // Under ThreadSanitizer (scripts/test-sanitizers sets TSAN_OPTIONS) the first daemon is killed by its
-    // own seccomp filter as it exits (ioctl, getdents64, lseek: the sanitizer's runtime at work while
-    // librbd's threads still run); not yet understood, so this test runs in the other builds only.
-    @Test("a second daemon on a locked RBD image is refused; read-only or --force it starts; the lock goes with the first daemon's exit",
-          .disabled(if: ProcessInfo.processInfo.environment["TSAN_OPTIONS"] != nil, "SKIPPED under ThreadSanitizer: the daemon's exit with librbd's threads is not yet clean there"))
+    @Test("a second daemon on a locked RBD image is refused; read-only or --force it starts; the lock goes with the first daemon's exit")
     func twoDaemonsOnOneImage() throws {
         let cluster = try CephCluster.shared()
         let spec = try cluster.createImage("two-daemons", megabytes: 4)

@@ -37,6 +37,10 @@ public protocol VhostUserDevice: AnyObject, Sendable {
     func backendChannelChanged(_ channel: BackendChannel?)
     /// The front-end reset the device or disconnected: forget per-connection state.
     func reset()
+    /// The daemon is about to exit, its front-ends served: let go of what others wait for (an image's
+    /// lock, a server connection). Called once, on the main thread, with no queue running; also when
+    /// start-up fails after the device was made.
+    func close()
     /// The driver's status byte changed (SET_STATUS: ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK...;
     /// 0 is a reset by the driver). Called on the control thread.
     func statusChanged(_ status: UInt8)
@@ -62,6 +66,7 @@ extension VhostUserDevice {
     public func writeConfig(offset: Int, bytes: [UInt8]) throws { throw DeviceError.readOnlyConfig }
     public func backendChannelChanged(_ channel: BackendChannel?) {}
     public func reset() {}
+    public func close() {}
     public var queueGroups: [[Int]] { (0..<queueCount).map { [$0] } }
     public func makeGroupHandler(queues: [Int], features: UInt64) -> any GroupHandler {
         QueueHandlerGroup(queues.map { ($0, makeQueueHandler(queue: $0, features: features)) })
