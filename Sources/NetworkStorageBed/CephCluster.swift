@@ -43,8 +43,10 @@ public final class CephCluster: @unchecked Sendable {
         configFile = directory + "/ceph.conf"
         // WATCH_PID: the script stops the cluster itself should this process die without stop().
         setenv("WATCH_PID", "\(getpid())", 1)
-        setenv("CEPH_OBJECTSTORE", durable ? "bluestore" : "memstore", 1)
-        let result = try HostCommand.run([script, "start", directory, pool], timeout: .seconds(60))
+        // The object store goes in the script's own environment: tests start clusters in parallel, and
+        // a setenv here could hand one cluster's choice to another.
+        let store = "CEPH_OBJECTSTORE=" + (durable ? "bluestore" : "memstore")
+        let result = try HostCommand.run(["env", store, script, "start", directory, pool], timeout: .seconds(60))
         guard result.status == 0 else {
             _ = try? HostCommand.run([script, "stop", directory], timeout: .seconds(30))
             throw NetworkStorageError("the Ceph cluster did not start:\n\(result.transcript)\n\(tail(readText(directory + "/log/mon.a.log")))")
