@@ -33,7 +33,7 @@ struct VsockFlowTests {
         driver.turn(for: 300) { got += driver.received(consume: false).flatMap(\.payload); return got.count >= 10_000 }
         driver.turn(for: 100) { got += driver.received(consume: false).flatMap(\.payload); return false }
         #expect(got.count == 10_000)  // exactly the window, no byte beyond it
-        // The guest read it all: its CREDIT_UPDATE reopens the window, a window at a time.
+        // The guest read it all: its next packet reopens the window, a window at a time.
         while got.count < sent.count {
             driver.fwdCnt[1000] = UInt32(got.count)
             driver.send(op, port: 1000, to: 6000, payload: op == .rw ? [1] : [])
