@@ -25,6 +25,16 @@ final class CompletionInbox: Sendable {
         if wasEmpty { ready.signal() }
     }
 
+    /// From any thread: every one of `tags` finished with `result`. The tags are read under the lock.
+    func post(_ tags: UnsafeBufferPointer<UInt16>, _ result: Int32) {
+        let wasEmpty = results.withLock { list in
+            let empty = list.isEmpty
+            for tag in tags { list.append((tag, result)) }
+            return empty
+        }
+        if wasEmpty { ready.signal() }
+    }
+
     var isEmpty: Bool { results.withLock { $0.isEmpty } }
 
     /// Swaps the posted results into `spare` (empty, with capacity kept), waiting up to 100 ms at a time

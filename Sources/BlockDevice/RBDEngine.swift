@@ -6,45 +6,70 @@ import Glibc
 
 /// One queue's requests on an RBD image: rbd_aio_readv/writev straight between guest memory and
 /// librbd, flush, discard and write zeroes; librbd's callback (on its own thread) leaves each result in
-/// the inbox that wakes the queue worker. Many requests are in flight at once.
+/// the inbox that wakes the queue worker. Many requests are in flight at once. Reads and writes wait
+/// for `submit()`, which starts each run of adjacent ones as one operation.
 final class RBDEngine: InboxEngine, IOEngine {
     private let store: RBDStore
     private let image: rbd_image_t
     private let contexts: UnsafeMutablePointer<CallbackContext>
     private let depth: Int
+    private var queued: AdjacentRuns
+    /// Per tag: the merged operation that tag's request leads (its iovecs and member tags), made the
+    /// first time the tag leads one.
+    private let merged: UnsafeMutablePointer<UnsafeMutablePointer<MergedOperation>?>
 
     init(store: RBDStore, image: rbd_image_t, depth: Int) throws(SystemError) {
         self.store = store
         self.image = image
         self.depth = depth
         contexts = .allocate(capacity: depth)
+        queued = AdjacentRuns(capacity: depth)
+        merged = .allocate(capacity: depth)
+        merged.initialize(repeating: nil, count: depth)
         super.init(depth: depth, inbox: try CompletionInbox())
         for i in 0..<depth { (contexts + i).initialize(to: CallbackContext(inbox: .passUnretained(inbox), tag: UInt16(i))) }
     }
 
-    deinit { contexts.deallocate() }
+    deinit {
+        contexts.deallocate()
+        queued.deallocate()
+        for i in 0..<depth {
+            guard let operation = merged[i] else { continue }
+            operation.pointee.tags.deallocate()
+            operation.pointee.iov.deallocate()
+            operation.deallocate()
+        }
+        merged.deallocate()
+    }
 
     /// librbd's threads belong to the store and nothing is in flight any more: only the store's
     /// lock hand-over hears of it.
     func shutdown() { store.engineStopped() }
 
     func read(fd: Int32, _ iov: UnsafePointer<iovec>, count: Int, offset: UInt64, tag: UInt16) -> Bool {
-        guard begin(tag, parts: 1, expected: Self.length(iov, count: count)) else { return false }
-        start(tag) { rbd_aio_readv(image, iov, Int32(count), offset, $0) }
-        return true
+        let length = Self.length(iov, count: count)
+        guard begin(tag, parts: 1, expected: length) else { return false }
+        return queued.append(.init(iov: iov, count: count, offset: offset, length: Int(length), tag: tag, isWrite: false))
     }
 
     /// With `sync` (the guest's write cache off) a flush follows the write: librbd's flush waits for
     /// the writes issued before it and takes them out of its cache to the OSDs.
     func write(fd: Int32, _ iov: UnsafePointer<iovec>, count: Int, offset: UInt64, sync: Bool, tag: UInt16) -> Bool {
-        guard begin(tag, parts: sync ? 2 : 1, expected: Self.length(iov, count: count)) else { return false }
+        let length = Self.length(iov, count: count)
+        guard begin(tag, parts: sync ? 2 : 1, expected: length) else { return false }
+        guard sync else {
+            return queued.append(.init(iov: iov, count: count, offset: offset, length: Int(length), tag: tag, isWrite: true))
+        }
+        submit()
         start(tag) { rbd_aio_writev(image, iov, Int32(count), offset, $0) }
-        if sync { start(tag) { rbd_aio_flush(image, $0) } }
+        start(tag) { rbd_aio_flush(image, $0) }
         return true
     }
 
+    /// A flush covers the writes queued before it: they start first.
     func flush(fd: Int32, tag: UInt16) -> Bool {
         guard begin(tag, parts: 1, expected: 0) else { return false }
+        submit()
         start(tag) { rbd_aio_flush(image, $0) }
         return true
     }
@@ -53,6 +78,7 @@ final class RBDEngine: InboxEngine, IOEngine {
 
     func ranges(_ list: UnsafeBufferPointer<ByteRange>, zeroes: Bool, fua: Bool, tag: UInt16) -> Bool {
         guard begin(tag, parts: list.count + (fua ? 1 : 0), expected: 0) else { return false }
+        submit()
         defer { if fua { start(tag) { rbd_aio_flush(image, $0) } } }
         for r in list {
             if zeroes {
@@ -64,8 +90,46 @@ final class RBDEngine: InboxEngine, IOEngine {
         return true
     }
 
-    /// librbd takes operations as they come: nothing is batched.
-    func submit() {}
+    /// Starts the queued reads and writes: a lone request as it is, a run of adjacent ones as one
+    /// readv or writev over all their iovecs.
+    func submit() {
+        queued.drain { run in
+            let first = run[0]
+            if run.count == 1 {
+                start(first.tag) {
+                    first.isWrite ? rbd_aio_writev(image, first.iov, Int32(first.count), first.offset, $0)
+                                  : rbd_aio_readv(image, first.iov, Int32(first.count), first.offset, $0)
+                }
+                return
+            }
+            let operation = mergedOperation(first.tag)
+            var iovecs = 0
+            for (i, request) in run.enumerated() {
+                operation.pointee.tags[i] = request.tag
+                (operation.pointee.iov + iovecs).update(from: request.iov, count: request.count)
+                iovecs += request.count
+            }
+            operation.pointee.tagCount = run.count
+            var completion: rbd_completion_t?
+            var r = rbd_aio_create_completion(operation, rbdMergedCompletion, &completion)
+            if r == 0, let completion {
+                r = first.isWrite ? rbd_aio_writev(image, operation.pointee.iov, Int32(iovecs), first.offset, completion)
+                                  : rbd_aio_readv(image, operation.pointee.iov, Int32(iovecs), first.offset, completion)
+                if r >= 0 { return }
+                rbd_aio_release(completion)
+            }
+            inbox.post(UnsafeBufferPointer(start: operation.pointee.tags, count: run.count), r < 0 ? r : -EIO)
+        }
+    }
+
+    private func mergedOperation(_ tag: UInt16) -> UnsafeMutablePointer<MergedOperation> {
+        if let existing = merged[Int(tag)] { return existing }
+        let operation = UnsafeMutablePointer<MergedOperation>.allocate(capacity: 1)
+        operation.initialize(to: MergedOperation(inbox: .passUnretained(inbox), tags: .allocate(capacity: AdjacentRuns.maxRequests),
+                                                 tagCount: 0, iov: .allocate(capacity: AdjacentRuns.maxIovecs)))
+        merged[Int(tag)] = operation
+        return operation
+    }
 
     /// Makes a completion for `tag` and hands it to `operation`; an operation librbd refuses at once
     /// is reported like any other result.
@@ -86,6 +150,26 @@ final class RBDEngine: InboxEngine, IOEngine {
 private struct CallbackContext {
     var inbox: Unmanaged<CompletionInbox>
     var tag: UInt16
+}
+
+/// A run of adjacent requests started as one operation: its iovecs (librbd reads into them until it
+/// completes) and the tags that finish with it.
+private struct MergedOperation {
+    var inbox: Unmanaged<CompletionInbox>
+    var tags: UnsafeMutablePointer<UInt16>
+    var tagCount: Int
+    var iov: UnsafeMutablePointer<iovec>
+}
+
+/// librbd's completion callback for a merged operation: every request of the run gets its result.
+/// The tags are read under the inbox's lock, before the worker can see (and reuse) any of them.
+private func rbdMergedCompletion(_ completion: rbd_completion_t?, _ argument: UnsafeMutableRawPointer?) {
+    guard let completion, let argument else { return }
+    let r = rbd_aio_get_return_value(completion)
+    rbd_aio_release(completion)
+    let operation = argument.assumingMemoryBound(to: MergedOperation.self)
+    let inbox = operation.pointee.inbox, count = operation.pointee.tagCount
+    inbox.takeUnretainedValue().post(UnsafeBufferPointer(start: operation.pointee.tags, count: count), r < 0 ? Int32(clamping: r) : 0)
 }
 
 /// librbd's completion callback, on one of librbd's threads.

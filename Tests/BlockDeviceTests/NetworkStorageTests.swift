@@ -82,6 +82,49 @@ struct NetworkStorageTests {
         }
     }
 
+    @Test("a sequential stream in one kick: adjacent reads and writes (one operation per run on RBD) each finish with their own status, length and bytes",
+          arguments: Engine.allCases)
+    func sequentialStream(engine: Engine) throws {
+        let disk = try Disk(engine)
+        let bench = try BlockTestBench(network: disk.target)
+        let fq = bench.fixture.queues[0], count = 80  // more than one run holds (64)
+        func block(_ i: Int) -> [UInt8] { pattern(4096, seed: UInt8(i)) }
+        /// A 4 KiB request on block `i`: the odd ones in two buffers of 2 KiB.
+        func submit(_ type: UInt32, block i: Int) -> (head: UInt16, data: [UInt64], status: UInt64) {
+            let h = bench.header(type, sector: UInt64(i * 8)), s = bench.memory.allocate(1)
+            let data = i % 2 == 0 ? [bench.memory.allocate(4096)] : [bench.memory.allocate(2048), bench.memory.allocate(2048)]
+            bench.memory.write([0xff], at: s)
+            let piece = 4096 / data.count
+            if type == 1 { for (k, a) in data.enumerated() { bench.memory.write(Array(block(i)[k * piece..<(k + 1) * piece]), at: a) } }
+            let buffers: [BufferSpec] = [.readable(h, 16)] + data.map { type == 1 ? .readable($0, piece) : .writable($0, piece) } + [.writable(s, 1)]
+            return (fq.submit(buffers, indirect: true), data, s)
+        }
+
+        let writes = (0..<count).map { submit(1, block: $0) }
+        fq.notifyDevice()
+        let written = try fq.waitForUsed(count, timeoutMilliseconds: 20000)
+        #expect(Set(written.map { UInt16($0.id) }) == Set(writes.map(\.head)))
+        #expect(written.allSatisfy { $0.length == 1 })
+        #expect(writes.allSatisfy { bench.memory.read($0.status, count: 1)[0] == Self.ok })
+
+        // Reads of every block in one kick, split by a write elsewhere: two runs around it.
+        var reads = (0..<count / 2).map { submit(0, block: $0) }
+        let elsewhere = submit(1, block: 200)
+        reads += (count / 2..<count).map { submit(0, block: $0) }
+        fq.notifyDevice()
+        let used = try fq.waitForUsed(count + 1, timeoutMilliseconds: 20000)
+        #expect(used.count == count + 1)
+        let lengths = Dictionary(uniqueKeysWithValues: used.map { (UInt16($0.id), $0.length) })
+        #expect(lengths[elsewhere.head] == 1 && bench.memory.read(elsewhere.status, count: 1)[0] == Self.ok)
+        for (i, r) in reads.enumerated() {
+            let bytes = r.data.flatMap { bench.memory.read($0, count: 4096 / r.data.count) }
+            #expect(lengths[r.head] == 4097 && bench.memory.read(r.status, count: 1)[0] == Self.ok && bytes == block(i), "block \(i)")
+        }
+        #expect(try bench.read(sector: 1600, length: 4096).1 == block(200))
+        bench.daemon.stop()
+        #expect(try disk.bytes(at: 0, count: count * 4096) == (0..<count).flatMap { block($0) }, "the engine's own copy")
+    }
+
     @Test("FLUSH and GET_ID succeed", arguments: Engine.allCases)
     func flushAndID(engine: Engine) throws {
         let disk = try Disk(engine)
@@ -303,8 +346,12 @@ struct NetworkStorageTests {
         let fq = patient.fixture.queues[0]
         let s = patient.submitWrite(sector: 8, pattern(4096, seed: 3))
         fq.notifyDevice()
-        // The impatient disk's write fails after its 2 s timeout; the patient one's is still waiting.
-        #expect(try impatient.write(sector: 8, pattern(4096, seed: 4)) == Self.ioError)
+        // The impatient disk's writes fail after its 2 s timeout (two adjacent ones in one kick: one
+        // operation, both requests fail); the patient one's is still waiting.
+        let failing = [impatient.submitWrite(sector: 8, pattern(4096, seed: 4)), impatient.submitWrite(sector: 16, pattern(4096, seed: 4))]
+        impatient.fixture.queues[0].notifyDevice()
+        #expect(try impatient.fixture.queues[0].waitForUsed(2, timeoutMilliseconds: 30000).count == 2)
+        #expect(failing.map { impatient.memory.read($0, count: 1)[0] } == [Self.ioError, Self.ioError])
         #expect(fq.takeUsed().isEmpty, "the write without a timeout waits for the OSD")
 
         try cluster.startOSD()
