@@ -67,6 +67,21 @@ final class BlockDevice {
         }
     }
 
+    /// One FLUSH on queue 0, waited for (polling). A device without a write cache (no FLUSH feature)
+    /// answers ENOTSUP: nothing to flush. Throws when it fails otherwise.
+    func flush() throws {
+        let q = queues[0].pointer
+        blkioq_flush(q, nil, 0)
+        var completion = blkio_completion()
+        let deadline = monotonicNanoseconds() + nanoseconds(30)
+        while true {
+            let n = blkioq_do_io(q, &completion, 0, 1, nil)
+            try check(n, "flush")
+            if n == 1 { return try check(completion.ret == -ENOTSUP ? 0 : completion.ret, "flush") }
+            if monotonicNanoseconds() > deadline { throw BlkioError(description: "flush: no completion after 30 s") }
+        }
+    }
+
     /// Allocates and maps at least `length` bytes (rounded up to the driver's alignment), zeroed.
     func map(length: Int) throws -> MappedMemory {
         var alignment: UInt64 = 0

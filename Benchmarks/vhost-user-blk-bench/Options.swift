@@ -8,7 +8,7 @@ let usage = """
       vhost-user-blk-bench run --socket PATH [--workload randread|randwrite|seqread|seqwrite] [--bs BYTES]
                                [--depth N] [--queues N] [--seconds S] [--ramp S] [--size BYTES]
                                [--threads N] [--cpus LIST] [--queue-size N]
-          Keeps DEPTH requests in flight on each queue, polling for completions, and prints
+          Sends one FLUSH, then keeps DEPTH requests in flight on each queue, polling for completions, and prints
           `iops=… mbps=… p50_us=… p99_us=…` (plus a few more key=value fields) on one line.
       vhost-user-blk-bench verify --socket PATH [--queues N] [--depth N] [--bs BYTES] [--size BYTES]
                                   [--seconds S] [--threads N] [--cpus LIST] [--seed N]

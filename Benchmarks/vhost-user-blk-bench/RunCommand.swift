@@ -42,6 +42,10 @@ func runCommand(_ args: Arguments) throws {
     guard regionSize >= UInt64(blockSize), regionSize <= device.capacity else {
         throw UsageError(description: "--size \(regionSize): the device has \(device.capacity) bytes")
     }
+    // A running guest has flushed (a journal commit) within seconds of boot, and some stores' write
+    // caches wait for that first flush before they cache writes (librbd's is write-through until then):
+    // measure the mode a guest runs in, whatever the daemon did before this connection.
+    try device.flush()
     let laneBytes = depth * blockSize
     let memory = try device.map(length: queues * laneBytes)
 
