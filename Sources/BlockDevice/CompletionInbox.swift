@@ -17,12 +17,7 @@ final class CompletionInbox: Sendable {
 
     /// From any thread.
     func post(_ tag: UInt16, _ result: Int32) {
-        let wasEmpty = results.withLock { list in
-            let empty = list.isEmpty
-            list.append((tag, result))
-            return empty
-        }
-        if wasEmpty { ready.signal() }
+        withUnsafePointer(to: tag) { post(UnsafeBufferPointer(start: $0, count: 1), result) }
     }
 
     /// From any thread: every one of `tags` finished with `result`. The tags are read under the lock.

@@ -95,12 +95,8 @@ final class RBDEngine: InboxEngine, IOEngine {
     func submit() {
         queued.drain { run in
             let first = run[0]
-            if run.count == 1 {
-                start(first.tag) {
-                    first.isWrite ? rbd_aio_writev(image, first.iov, Int32(first.count), first.offset, $0)
-                                  : rbd_aio_readv(image, first.iov, Int32(first.count), first.offset, $0)
-                }
-                return
+            guard run.count > 1 else {
+                return start(first.tag) { vectored(first.isWrite, first.iov, first.count, first.offset, $0) }
             }
             let operation = mergedOperation(first.tag)
             var iovecs = 0
@@ -110,16 +106,14 @@ final class RBDEngine: InboxEngine, IOEngine {
                 iovecs += request.count
             }
             operation.pointee.tagCount = run.count
-            var completion: rbd_completion_t?
-            var r = rbd_aio_create_completion(operation, rbdMergedCompletion, &completion)
-            if r == 0, let completion {
-                r = first.isWrite ? rbd_aio_writev(image, operation.pointee.iov, Int32(iovecs), first.offset, completion)
-                                  : rbd_aio_readv(image, operation.pointee.iov, Int32(iovecs), first.offset, completion)
-                if r >= 0 { return }
-                rbd_aio_release(completion)
-            }
-            inbox.post(UnsafeBufferPointer(start: operation.pointee.tags, count: run.count), r < 0 ? r : -EIO)
+            let r = launch(operation, rbdMergedCompletion) { vectored(first.isWrite, operation.pointee.iov, iovecs, first.offset, $0) }
+            if r < 0 { inbox.post(UnsafeBufferPointer(start: operation.pointee.tags, count: run.count), r) }
         }
+    }
+
+    @inline(__always)
+    private func vectored(_ isWrite: Bool, _ iov: UnsafePointer<iovec>, _ count: Int, _ offset: UInt64, _ completion: rbd_completion_t) -> Int32 {
+        isWrite ? rbd_aio_writev(image, iov, Int32(count), offset, completion) : rbd_aio_readv(image, iov, Int32(count), offset, completion)
     }
 
     private func mergedOperation(_ tag: UInt16) -> UnsafeMutablePointer<MergedOperation> {
@@ -131,18 +125,27 @@ final class RBDEngine: InboxEngine, IOEngine {
         return operation
     }
 
-    /// Makes a completion for `tag` and hands it to `operation`; an operation librbd refuses at once
-    /// is reported like any other result.
+    /// Starts `operation` for request `tag`; an operation librbd refuses at once is reported like any
+    /// other result.
     @inline(__always)
     private func start(_ tag: UInt16, _ operation: (rbd_completion_t) -> Int32) {
+        let r = launch(contexts + Int(tag), rbdCompletion, operation)
+        if r < 0 { inbox.post(tag, r) }
+    }
+
+    /// Makes a completion that calls `callback` with `argument` and hands it to `operation`. Returns 0,
+    /// or the -errno with which librbd refused (the completion then released: no callback comes).
+    @inline(__always)
+    private func launch(_ argument: UnsafeMutableRawPointer, _ callback: rbd_callback_t,
+                        _ operation: (rbd_completion_t) -> Int32) -> Int32 {
         var completion: rbd_completion_t?
-        var r = rbd_aio_create_completion(contexts + Int(tag), rbdCompletion, &completion)
+        var r = rbd_aio_create_completion(argument, callback, &completion)
         if r == 0, let completion {
             r = operation(completion)
-            if r >= 0 { return }
+            if r >= 0 { return 0 }
             rbd_aio_release(completion)
         }
-        inbox.post(tag, r < 0 ? r : -EIO)
+        return r < 0 ? r : -EIO
     }
 }
 
